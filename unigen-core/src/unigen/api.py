@@ -1,0 +1,81 @@
+"""Python entry points: build a model, load data, load a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import attrs
+import torch
+
+from . import config as cfg
+from .checkpoint import latest_checkpoint, load_into, load_weights, read_run
+from .data import Dataset
+from .errors import CheckpointError, ConfigError
+from .model import DataInfo, GenerativeModel
+from .plugins import Host, default_host
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | None = None, *, host: Host | None = None) -> Dataset:
+    """A registered dataset split, e.g. ``load_dataset("digits")``."""
+    return (host or default_host()).datasets[name].load(split, data_dir)
+
+
+def model_config(model_id: str, values: Mapping[str, Any] | None = None, *, host: Host | None = None) -> Any:
+    """The model's config class built from ``values`` (validated)."""
+    spec = (host or default_host()).models[model_id]
+    return cfg.from_dict(spec.model_cls.Config, dict(values or {}), what=f"{model_id} config")
+
+
+def build_model(
+    model_id: str, data: DataInfo | Dataset, config: Any = None, *, overrides: Iterable[str] = (),
+    host: Host | None = None,
+) -> GenerativeModel:
+    """Build a registered model for ``data``. ``config``: a config instance, a dict, or None."""
+    spec = (host or default_host()).models[model_id]
+    info = data.info if isinstance(data, Dataset) else data
+    if config is None or isinstance(config, Mapping):
+        config = cfg.from_dict(spec.model_cls.Config, dict(config or {}), what=f"{model_id} config")
+    elif not isinstance(config, spec.model_cls.Config):
+        raise ConfigError(f"{model_id} expects a {spec.model_cls.Config.__qualname__}, got {type(config).__qualname__}")
+    if overrides:
+        config = cfg.apply_overrides({"model": config}, overrides)["model"]
+    model = spec.model_cls.from_config(config, info)
+    model.model_id = spec.id
+    return model
+
+
+@attrs.frozen
+class Run:
+    """A trained run: the model (weights loaded), its record and the checkpoint it came from."""
+
+    model: GenerativeModel
+    record: dict[str, Any]
+    checkpoint: Path
+    ema: bool
+
+
+def load_run(
+    run_dir: str | Path, *, ema: bool | None = None, device: str = "cpu", overrides: Iterable[str] = (),
+    host: Host | None = None,
+) -> Run:
+    """Load the newest checkpoint of a run. ``ema``: None uses EMA weights when the run has them.
+    ``overrides``: ``key=value`` changes to the model config that leave the weights valid (a
+    sampler, a truncation, a prompt)."""
+    record = read_run(run_dir)
+    try:
+        info = DataInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["data"].items()})
+        model_id, values = record["model"], record["model_config"]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{run_dir}/run.json is incomplete or malformed: {exc}") from None
+    model = build_model(model_id, info, values, overrides=overrides, host=host)
+    ckpt = latest_checkpoint(Path(run_dir))
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet (train it first)")
+    use_ema = (ckpt / "ema.safetensors").exists() if ema is None else ema
+    name = "ema.safetensors" if use_ema else "model.safetensors"
+    if not (ckpt / name).exists():
+        raise CheckpointError(f"{ckpt} has no {name}")
+    load_into(model, load_weights(ckpt / name), ckpt / name)
+    model.to(torch.device(device)).eval()
+    return Run(model=model, record=record, checkpoint=ckpt, ema=use_ema)

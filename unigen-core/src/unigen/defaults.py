@@ -1,0 +1,57 @@
+"""The core's own plugin: default dispatch of the five operations and the built-in datasets and
+samplers, registered through exactly the same hooks as any external plugin."""
+
+from __future__ import annotations
+
+from .data import digits, idx, toy
+from .hookspecs import hookimpl
+from .registry import DatasetSpec
+from .samplers import BUILTIN as BUILTIN_SAMPLERS
+
+
+@hookimpl(trylast=True)
+def unigen_forward(model, x, t):
+    return model.forward(x, t)
+
+
+@hookimpl(trylast=True)
+def unigen_reverse(model, z, steps):
+    return model.reverse(z, steps)
+
+
+@hookimpl(trylast=True)
+def unigen_loss(model, batch, group):
+    return model.loss(batch, group)
+
+
+@hookimpl(trylast=True)
+def unigen_sample(model, num_samples, steps):
+    return model.sample(num_samples, steps)
+
+
+@hookimpl(trylast=True)
+def unigen_logprob(model, x):
+    return model.logprob(x)
+
+
+@hookimpl
+def unigen_register_datasets(register):
+    register(DatasetSpec(id="digits", load=digits.load, description="scikit-learn 8x8 digits, 17 levels (embedded)"))
+    for name in ("fashion-mnist", "mnist"):
+        register(DatasetSpec(id=name, load=idx.loader(name), description=f"{name} IDX files, 28x28, 256 levels"))
+    for name in toy.TOYS:
+        register(DatasetSpec(id=name, load=toy.loader(name), kind="vector", description=f"2-D toy: {name}"))
+
+
+@hookimpl
+def unigen_register_samplers(register):
+    for spec in BUILTIN_SAMPLERS:
+        register(spec)
+
+
+@hookimpl
+def unigen_register_metrics(register):
+    from .metrics import BUILTIN as BUILTIN_METRICS
+
+    for spec in BUILTIN_METRICS:
+        register(spec)

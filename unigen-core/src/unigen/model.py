@@ -1,0 +1,162 @@
+"""The model contract every family implements.
+
+Time convention, shared by every continuous-time model (flows, diffusion, interpolants): **t=0 is
+data and t=1 is noise**, as in the diffusion literature; samplers integrate from t=1 to t=0.
+(torchcfm puts noise at t=0 and diffusers at sigma=1: convert at the boundary, never mix.)
+
+Likelihoods are per example and in nats; bits/dim is derived once, in :mod:`unigen.metrics.nll`.
+Images are float tensors in [-1, 1] of shape (B, C, H, W); vectors come as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from .errors import UnsupportedOperation
+
+PARADIGMS = ("likelihood", "implicit", "score", "flow", "world")
+LOGPROB_KINDS = ("exact", "bound", "estimate", "unnormalized", "none")
+
+
+@attrs.frozen(kw_only=True)
+class DataInfo:
+    """What a model needs to know about its data to build itself."""
+
+    name: str
+    shape: tuple[int, ...]  # one example: (C, H, W) for images, (D,) for vectors
+    kind: str = "image"  # image | vector
+    levels: int | None = None  # K quantization levels of the discrete data (None: continuous)
+    num_classes: int | None = None
+    vocab_size: int | None = None  # text tokens, for multimodal data
+    text_len: int | None = None
+
+    @property
+    def dim(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image" and len(self.shape) == 3
+
+
+@attrs.frozen(kw_only=True)
+class NoConfig:
+    """The config of a model without hyperparameters."""
+
+
+class GenerativeModel(nn.Module):
+    """Base class: a ``torch.nn.Module`` answering five operations.
+
+    Subclasses set the class attributes and override what they support; an operation a model cannot
+    do raises :class:`unigen.UnsupportedOperation` with the reason. Callers in the core never call
+    these methods directly: they go through the hooks (:mod:`unigen.ops`) so plugins can override or
+    wrap them.
+
+    Class attributes:
+      ``family``       e.g. "vae"; ``paradigm`` one of :data:`PARADIGMS`;
+      ``logprob_kind`` one of :data:`LOGPROB_KINDS`;
+      ``Config``       the frozen attrs config class;
+      ``default_steps`` the default number of sampling steps (None: one network call);
+      ``logprob_discrete`` whether ``logprob`` is a pmf over the K levels or a density.
+    """
+
+    family: ClassVar[str] = ""
+    paradigm: ClassVar[str] = "likelihood"
+    logprob_kind: ClassVar[str] = "none"
+    Config: ClassVar[type] = NoConfig
+    default_steps: ClassVar[int | None] = None
+    # True when logprob is log P of the discrete levels (a pmf, e.g. PixelCNN's softmax or a
+    # discretized decoder); False when it is a density on the [-1, 1] data space, which the NLL
+    # metric evaluates on uniformly dequantized data.
+    logprob_discrete: ClassVar[bool] = False
+    # Which kinds of data the model accepts ("image", "vector", "text-image").
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
+    # Trainer settings this model prefers (e.g. a GAN's lr and betas); the user's flags win.
+    trainer_defaults: ClassVar[dict[str, Any]] = {}
+    # Why logprob is unavailable, used in UnsupportedOperation and in `unigen eval`.
+    no_logprob_reason: ClassVar[str] = "this model defines no likelihood"
+
+    def __init__(self, config: Any, data: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.data = data
+        self.model_id: str = type(self).__name__.lower()
+
+    @classmethod
+    def from_config(cls, config: Any, data: DataInfo) -> "GenerativeModel":
+        return cls(config, data)
+
+    @classmethod
+    def example_config(cls, data: DataInfo, workdir: Any) -> Any:
+        """A small, fast config for the shared contract tests. A model that needs another run (a
+        teacher, an autoencoder) trains a tiny one in ``workdir`` here."""
+        return cls.Config()
+
+    # -- the five operations -----------------------------------------------------------------
+    def forward(self, x: Tensor, t: Tensor | None = None) -> Any:
+        """Data -> noise/latent."""
+        self.unsupported("forward", "it has no forward (encoding) process")
+
+    def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
+        """Noise/latent -> data."""
+        self.unsupported("reverse", "it has no reverse (decoding) process")
+
+    def loss(self, batch: Any, group: str | None = None) -> Tensor | Mapping[str, Tensor]:
+        """Training objective: a scalar, or one scalar per parameter group."""
+        self.unsupported("loss", "it defines no training objective")
+
+    def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
+        """Draw new examples, shape (num_samples, *data.shape)."""
+        self.unsupported("sample", "it is not a sampler")
+
+    def logprob(self, x: Tensor) -> Tensor:
+        """log p(x) in nats per example, shape (B,)."""
+        self.unsupported("logprob", self.no_logprob_reason)
+
+    # -- what the trainer asks ----------------------------------------------------------------
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups, one optimizer each. Order is the order they are stepped."""
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    def optimizer_settings(self, group: str) -> dict[str, Any]:
+        """Per-group overrides of the trainer's optimizer settings (``lr``, ``betas``, ``optimizer``)."""
+        return {}
+
+    def active_groups(self, step: int) -> tuple[str, ...]:
+        """The groups stepped at trainer step ``step`` (e.g. n_critic critic steps per generator step)."""
+        return tuple(self.parameter_groups())
+
+    def after_step(self, group: str, step: int) -> None:
+        """Work after an optimizer step of ``group``: EMA targets, weight clipping, schedules."""
+
+    def latent(self, x: Tensor) -> Tensor:
+        """A deterministic latent code per example, shape (B, d), for latent-space pictures."""
+        self.unsupported("latent", "it has no latent space")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def unsupported(self, op: str, reason: str) -> Any:
+        raise UnsupportedOperation(f"{self.model_id} does not support {op}: {reason}")
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def extra_state_files(self) -> dict[str, Any]:
+        """Extra JSON-serializable state saved with checkpoints (e.g. a teacher's run dir)."""
+        return {}
+
+
+def broadcast_t(t: Tensor, x: Tensor) -> Tensor:
+    """Reshape t of shape (B,) to (B, 1, ..., 1) to broadcast against x of shape (B, *D)."""
+    return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))

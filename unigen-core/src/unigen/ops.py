@@ -1,0 +1,37 @@
+"""The five operations, called through the hooks so that plugins can override or wrap them.
+
+Every caller in the core (trainer, sampler, metrics, CLI) uses these functions, never the model's
+methods directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from .plugins import Host, default_host
+
+
+def _hook(host: Host | None):
+    return (host or default_host()).pm.hook
+
+
+def forward(model: Any, x: Tensor, t: Tensor | None = None, *, host: Host | None = None) -> Any:
+    return _hook(host).unigen_forward(model=model, x=x, t=t)
+
+
+def reverse(model: Any, z: Tensor, steps: int | None = None, *, host: Host | None = None) -> Tensor:
+    return _hook(host).unigen_reverse(model=model, z=z, steps=steps)
+
+
+def loss(model: Any, batch: Any, group: str | None = None, *, host: Host | None = None) -> Any:
+    return _hook(host).unigen_loss(model=model, batch=batch, group=group)
+
+
+def sample(model: Any, num_samples: int, steps: int | None = None, *, host: Host | None = None) -> Tensor:
+    return _hook(host).unigen_sample(model=model, num_samples=num_samples, steps=steps)
+
+
+def logprob(model: Any, x: Tensor, *, host: Host | None = None) -> Tensor:
+    return _hook(host).unigen_logprob(model=model, x=x)

@@ -1,0 +1,140 @@
+"""Registries filled by the registration hooks: models, datasets, samplers and metrics.
+
+An id is registered once; a duplicate is refused naming both plugins. An unknown id fails with the
+known ids and, where the id belongs to a family that is not installed, the distribution to install.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+import attrs
+
+from .errors import UnigenError, UnknownId
+
+# Ids of the families published from this repository, so that a missing one can say what to install.
+KNOWN_PROVIDERS: dict[str, str] = {
+    **dict.fromkeys(["vae", "beta-vae", "vq-vae", "fsq"], "unigen-vae"),
+    **dict.fromkeys(["realnvp", "cnf", "flow-matching", "rectified-flow"], "unigen-flow"),
+    **dict.fromkeys(["gan", "wgan", "wgan-gp", "stylegan"], "unigen-gan"),
+    **dict.fromkeys(["ddpm", "ddim", "score-sde", "consistency", "ldm"], "unigen-diffusion"),
+    **dict.fromkeys(["pixelcnn", "transformer-ar"], "unigen-ar"),
+    **dict.fromkeys(["jepa", "transfusion"], "unigen-world"),
+    **dict.fromkeys(
+        ["stochastic-interpolant", "diffflow", "energy-matching", "wasserstein-flow", "unbalanced-ot"],
+        "unigen-unified",
+    ),
+}
+
+
+@attrs.frozen(kw_only=True)
+class ModelSpec:
+    """A model id and the class that builds it (``model_cls.Config`` is its config class)."""
+
+    id: str
+    model_cls: type
+    description: str = ""
+    plugin: str = ""  # filled in by the host: the plugin that registered it
+
+    @property
+    def family(self) -> str:
+        return self.model_cls.family
+
+    @property
+    def paradigm(self) -> str:
+        return self.model_cls.paradigm
+
+    @property
+    def logprob(self) -> str:
+        return self.model_cls.logprob_kind
+
+
+@attrs.frozen(kw_only=True)
+class DatasetSpec:
+    """A dataset id and a loader ``load(split, data_dir) -> unigen.data.Dataset``."""
+
+    id: str
+    load: Callable[..., Any]
+    kind: str = "image"  # image | vector | text-image
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class SamplerSpec:
+    """An integrator ``solve(fn, x, steps, **kw) -> x0`` from t=1 (noise) to t=0 (data).
+
+    ``kind`` is ``ode`` (``fn(x, t) -> dx/dt``) or ``sde`` (``fn(x, t) -> (drift, diffusion)``).
+    """
+
+    id: str
+    solve: Callable[..., Any]
+    kind: str = "ode"
+    order: int = 1
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class MetricSpec:
+    """A metric ``compute(ctx) -> dict`` for ``unigen eval`` (ctx: :class:`unigen.metrics.EvalContext`)."""
+
+    id: str
+    compute: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
+S = TypeVar("S")
+
+
+class Registry(Generic[S]):
+    """Id -> spec, filled through a ``register`` callback that records which plugin registered it."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, S] = {}
+
+    def callback(self, plugin: str) -> Callable[[S], None]:
+        def register(spec: S) -> None:
+            spec = attrs.evolve(spec, plugin=plugin)
+            old = self._items.get(spec.id)
+            if old is not None:
+                raise UnigenError(
+                    f"{self.what} id {spec.id!r} registered twice: by plugin {old.plugin!r} "
+                    f"and by plugin {plugin!r}"
+                )
+            self._items[spec.id] = spec
+
+        return register
+
+    def __getitem__(self, key: str) -> S:
+        try:
+            return self._items[key]
+        except KeyError:
+            raise UnknownId(self.unknown_message(key)) from None
+
+    def unknown_message(self, key: str) -> str:
+        known = ", ".join(sorted(self._items)) or "none"
+        msg = f"unknown {self.what} {key!r}; known: {known}"
+        provider = KNOWN_PROVIDERS.get(key) if self.what == "model" else None
+        if provider:
+            msg += f" (no plugin provides {key!r}: pip install {provider})"
+        else:
+            close = difflib.get_close_matches(key, self._items, n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+        return msg
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def values(self) -> list[S]:
+        return [self._items[k] for k in sorted(self._items)]

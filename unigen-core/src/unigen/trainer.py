@@ -1,0 +1,336 @@
+"""The generic trainer. It knows nothing of families or model ids.
+
+What varies between models is asked of the model through the contract:
+``parameter_groups()`` (one optimizer each, stepped in order), ``optimizer_settings(group)``,
+``active_groups(step)`` (e.g. n_critic critic steps per generator step), the loss through the
+``unigen_loss`` hook with the group about to be stepped, and ``after_step(group, step)`` (EMA targets,
+weight clipping).
+
+Per step the loop does no host synchronisation: losses are summed on the device and a non-finite
+loss is recorded there, then read once per ``log_every`` steps and before every checkpoint, so a
+NaN never reaches a checkpoint and the last good one stays intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor
+
+from . import checkpoint as ck
+from .data import BatchIterator, Dataset
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .model import GenerativeModel
+from .plugins import Host, default_host
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+
+
+def _constant(step: int, total: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+
+def _cosine(step: int, total: int, warmup: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _linear(step: int, total: int, warmup: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, 1 - (step - warmup) / max(1, total - warmup))
+
+
+LR_SCHEDULES: dict[str, Callable[[int, int, int], float]] = {
+    "constant": _constant, "cosine": _cosine, "linear": _linear,
+}
+
+
+@attrs.frozen(kw_only=True)
+class TrainerConfig:
+    steps: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(0)])
+    batch_size: int = attrs.field(default=128, validator=[v.instance_of(int), v.gt(0)])
+    lr: float = attrs.field(default=1e-3, validator=[v.instance_of(float), v.gt(0)])
+    optimizer: str = attrs.field(default="adam", validator=v.in_(tuple(OPTIMIZERS)))
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple)
+    weight_decay: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0)])
+    grad_clip: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0)])  # 0: off
+    lr_schedule: str = attrs.field(default="constant", validator=v.in_(tuple(LR_SCHEDULES)))
+    warmup_steps: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    # EMA of the weights, used for sampling and evaluation when present (0: off).
+    ema_decay: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0), v.lt(1)])
+    checkpoint_every: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])  # 0: at the end only
+    keep_checkpoints: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(1)])
+    # Losses are read from the device once per log_every steps (one host sync), not every step.
+    log_every: int = attrs.field(default=50, validator=[v.instance_of(int), v.gt(0)])
+    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    device: str = attrs.field(default="cpu", validator=v.in_(("cpu", "cuda")))
+
+    @betas.validator
+    def _betas(self, attribute: Any, value: Any) -> None:
+        if len(value) != 2 or not all(0 <= b < 1 for b in value):
+            raise ValueError(f"'betas' must be two numbers in [0, 1), got {value!r}")
+
+
+def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
+    """Average gradients over ranks (what DDP does), one coalesced all-reduce per group, so that N
+    ranks with batch B step exactly as one process with batch N*B for a mean loss."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat.div_(world_size)
+    for p, g in zip(params, _unflatten_dense_tensors(flat, grads)):
+        if p.grad is None:
+            p.grad = g
+        else:
+            p.grad.copy_(g)
+
+
+class Callback:
+    """Hooks into the loop; override what you need. ``trainer`` is the running :class:`Trainer`."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer", step: int) -> None: ...
+    def on_log(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
+    def on_checkpoint(self, trainer: "Trainer", path: Path) -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+class Trainer:
+    """Train ``model`` on ``data`` according to ``config``; write into ``run_dir`` when given."""
+
+    def __init__(
+        self, model: GenerativeModel, data: Dataset, config: TrainerConfig, *, run_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (), quiet: bool = False, host: Host | None = None,
+        dataset_name: str | None = None, data_dir: str | None = None, rank: int = 0, world_size: int = 1,
+    ) -> None:
+        self.config = config
+        self.host = host or default_host()
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but CUDA is not available")
+        self.model = model.to(self.device)
+        self.data = data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.quiet = quiet
+        self.dataset_name = dataset_name or data.info.name
+        self.data_dir = data_dir
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
+        self.step = 0
+        self.groups = model.parameter_groups()
+        if not self.groups:
+            raise ConfigError(f"{model.model_id} has no trainable parameters")
+        self.optimizers = {name: self._optimizer(name, params) for name, params in self.groups.items()}
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: LR_SCHEDULES[config.lr_schedule](s, config.steps, config.warmup_steps)
+            )
+            for name, opt in self.optimizers.items()
+        }
+        self.ema: list[Tensor] | None = None
+        if config.ema_decay > 0:
+            self.ema = [t.detach().clone() for t in self.model.state_dict().values()]
+        self.batches = BatchIterator(data, config.batch_size, seed=config.seed, rank=rank, world_size=world_size,
+                                     device=self.device)
+        self._loss_hook = self.host.pm.hook.unigen_loss  # resolved once, not per step
+        self.last_record: dict[str, Any] = {}
+
+    # -- construction -------------------------------------------------------------------------
+    def _optimizer(self, group: str, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        c = self.config
+        settings: dict[str, Any] = {"optimizer": c.optimizer, "lr": c.lr, "betas": c.betas, "weight_decay": c.weight_decay}
+        settings.update(self.model.optimizer_settings(group))
+        name = settings.pop("optimizer")
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+        if name not in ("adam", "adamw"):
+            settings.pop("betas")
+        return OPTIMIZERS[name](params, **settings)
+
+    # -- state ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "rng": rng,
+            "data": self.batches.state_dict(),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        try:
+            self.step = int(state["step"])
+            for k, o in self.optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+            for k, s in self.schedulers.items():
+                s.load_state_dict(state["schedulers"][k])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            self.batches.load_state_dict(state["data"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"trainer state does not match this model/trainer: {exc}") from None
+
+    def save_checkpoint(self) -> Path | None:
+        if self.run_dir is None or not self.is_main:
+            return None
+        ema = None
+        if self.ema is not None:
+            names = list(self.model.state_dict())
+            ema = {n: t.detach().cpu().contiguous().clone() for n, t in zip(names, self.ema)}
+        path = ck.write_checkpoint(self.run_dir, self.step, ck.state_dict_for_save(self.model), ema, self.state(),
+                                   keep=self.config.keep_checkpoints)
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, path)
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of ``run_dir``; False when there is none."""
+        if self.run_dir is None:
+            return False
+        path = ck.latest_checkpoint(self.run_dir)
+        if path is None:
+            return False
+        ck.load_into(self.model, ck.load_weights(path / "model.safetensors"), path / "model.safetensors")
+        if self.ema is not None:
+            if not (path / "ema.safetensors").exists():
+                raise CheckpointError(f"{path} has no EMA weights but ema_decay > 0")
+            tensors = ck.load_weights(path / "ema.safetensors")
+            self.ema = [tensors[n].to(self.device) for n in self.model.state_dict()]
+        self.load_state(ck.load_state(path / "state.pt"))
+        return True
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _log(self, sums: dict[str, Tensor], count: int, started: float, steps_done: int) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": self.step}
+        for name, total in sums.items():
+            record[f"loss/{name}"] = float(total) / max(count, 1)
+        record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+        record["steps_per_sec"] = steps_done / max(time.perf_counter() - started, 1e-9)
+        self.last_record = record
+        if self.run_dir is not None and self.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        for cb in self.callbacks:
+            cb.on_log(self, record)
+        return record
+
+    def _check_finite(self, bad_step: Tensor, sums: Mapping[str, Tensor]) -> None:
+        first = int(bad_step)  # the one host sync of a log interval
+        if first >= 0:
+            bad_group = [g for g, s in sums.items() if not torch.isfinite(s)]
+            last = ck.latest_checkpoint(self.run_dir) if self.run_dir is not None else None
+            keep = f"; last good checkpoint: {last}" if last else ""
+            raise TrainingDiverged(
+                f"{self.model.model_id}: loss became NaN/inf at step {first} (group "
+                f"{bad_group[0] if bad_group else '?'}); stopped{keep}. Lower the learning rate or check the data"
+            )
+
+    def fit(self) -> dict[str, Any]:
+        """Run until ``config.steps``; return the last log record."""
+        c = self.config
+        if self.run_dir is not None and self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        model.train()
+        group_names = list(self.groups)
+        single = len(group_names) == 1
+        params = {k: list(p) for k, p in self.groups.items()}
+        sums: dict[str, Tensor] = {}
+        count = 0
+        bad_step = torch.tensor(-1, device=self.device)
+        bar = self._progress()
+        started, steps_done = time.perf_counter(), 0
+        ema_pairs: list[tuple[Tensor, Tensor]] = []
+        if self.ema is not None:  # the live tensors of the state dict share storage with the model
+            ema_pairs = list(zip(self.ema, model.state_dict().values()))
+        ema_float = [(e, p) for e, p in ema_pairs if e.is_floating_point()]
+        ema_other = [(e, p) for e, p in ema_pairs if not e.is_floating_point()]
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.step < c.steps:
+            batch = next(self.batches)
+            for group in model.active_groups(self.step):
+                opt = self.optimizers[group]
+                opt.zero_grad(set_to_none=True)
+                out = self._loss_hook(model=model, batch=batch, group=group)
+                loss = out[group] if isinstance(out, Mapping) else out
+                if single:
+                    loss.backward()
+                else:  # gradients reach only the group being stepped
+                    loss.backward(inputs=params[group])
+                if self.world_size > 1:
+                    _all_reduce_mean(params[group], self.world_size)
+                if c.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params[group], c.grad_clip)
+                opt.step()
+                self.schedulers[group].step()
+                model.after_step(group, self.step)
+                detached = loss.detach()
+                finite = torch.isfinite(detached)
+                bad_step = torch.where((bad_step < 0) & ~finite, torch.full_like(bad_step, self.step), bad_step)
+                sums[group] = sums[group] + detached if group in sums else detached.clone()
+            if ema_pairs:
+                with torch.no_grad():
+                    torch._foreach_lerp_([e for e, _ in ema_float], [p for _, p in ema_float], 1 - c.ema_decay)
+                    for e, p in ema_other:
+                        e.copy_(p)
+            self.step += 1
+            steps_done += 1
+            count += 1
+            for cb in self.callbacks:
+                cb.on_step_end(self, self.step)
+            at_log = self.step % c.log_every == 0 or self.step == c.steps
+            at_ckpt = c.checkpoint_every and self.step % c.checkpoint_every == 0
+            if at_log or at_ckpt:
+                self._check_finite(bad_step, sums)
+            if at_log:
+                record = self._log(sums, count, started, steps_done)
+                sums, count = {}, 0
+                if bar is not None:
+                    bar.set_postfix({k.split("/")[-1]: f"{val:.4g}" for k, val in record.items() if k.startswith("loss/")})
+            if bar is not None:
+                bar.update(1)
+            if at_ckpt:
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        if self.run_dir is not None:
+            latest = ck.latest_checkpoint(self.run_dir)
+            if latest is None or latest.name != f"step_{self.step:08d}":
+                self.save_checkpoint()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        model.eval()
+        return self.last_record
+
+    def _progress(self):
+        if self.quiet or not self.is_main or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.model.model_id}",
+                    unit="step", dynamic_ncols=True, mininterval=0.5)

@@ -1,0 +1,1 @@
+"""unigen's VAE family: VAE, beta-VAE, VQ-VAE and FSQ."""

@@ -1,0 +1,128 @@
+"""Variational autoencoder (Kingma & Welling 2014) and beta-VAE (Higgins et al. 2017).
+
+q(z|x) = N(mu(x), diag sigma(x)^2), p(z) = N(0, I), p(x|z) a discretized Gaussian over the data's K
+levels (a Gaussian density for vectors). Training minimises the negative ELBO
+
+    -ELBO = -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)),
+    KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)          (Kingma & Welling, App. B)
+
+with one reparameterized sample z = mu + sigma * eps. beta = 1 is the VAE; beta-VAE changes only beta.
+``logprob`` is the ELBO (a bound) or, with ``logprob_samples = k > 1``, the importance-weighted
+estimate of Burda et al. 2016:  log 1/k sum_i p(x, z_i) / q(z_i | x),  z_i ~ q(z|x).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor
+
+from unigen import Batch, DataInfo, GenerativeModel
+
+from .likelihood import decoder_logp
+from .networks import decoder, encoder
+
+
+@attrs.frozen(kw_only=True)
+class VAEConfig:
+    z_dim: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
+    width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])  # conv channels
+    hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])  # MLP width (vectors)
+    beta: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0)])
+    # 1: logprob is the ELBO (a bound); k > 1: the importance-weighted estimate with k samples.
+    logprob_samples: int = attrs.field(default=1, validator=[v.instance_of(int), v.gt(0)])
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, diag e^logvar) || N(0, I)) per example. (B, d) -> (B,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+
+
+class VAE(GenerativeModel):
+    family = "vae"
+    paradigm = "likelihood"
+    logprob_kind = "bound"
+    logprob_discrete = True  # the discretized decoder gives probabilities of the K levels
+    Config = VAEConfig
+
+    def __init__(self, config: VAEConfig, data: DataInfo) -> None:
+        super().__init__(config, data)
+        self.encoder = encoder(data, 2 * config.z_dim, config.width, config.hidden)
+        self.decoder = decoder(data, config.z_dim, config.width, config.hidden)
+        if config.logprob_samples > 1:
+            self.logprob_kind = "estimate"
+
+    # -- pieces -------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, z), (B, z)
+        return mu, logvar.clamp(-12, 8)
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.decoder(z)  # (B, 2, *D)
+        return out[:, 0], out[:, 1]
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        mean, log_scale = self.decode(z)
+        return decoder_logp(x, mean, log_scale, self.data.levels)
+
+    def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.log_likelihood(x, z), gaussian_kl(mu, logvar)
+
+    # -- the five operations --------------------------------------------------------------------
+    def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        """Encode and reparameterize: z ~ q(z|x), (B, z_dim)."""
+        mu, logvar = self.encode(x)
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+    def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
+        """The decoder's mean, clamped to the data range."""
+        mean, _ = self.decode(z)
+        return mean.clamp(-1, 1) if self.data.is_image else mean
+
+    def loss(self, batch: Batch, group: str | None = None) -> Tensor:
+        """Negative (beta-)ELBO in nats per dimension, averaged over the batch."""
+        rec, kl = self.elbo_terms(batch.x)
+        return (-rec + self.config.beta * kl).mean() / self.data.dim
+
+    def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
+        z = torch.randn(num_samples, self.config.z_dim, device=self.device)
+        return self.reverse(z)
+
+    def logprob(self, x: Tensor) -> Tensor:
+        """The ELBO (beta = 1, whatever the training beta), or the IWAE estimate with k samples."""
+        k = self.config.logprob_samples
+        if k == 1:
+            rec, kl = self.elbo_terms(x)
+            return rec - kl
+        mu, logvar = self.encode(x)
+        std = (0.5 * logvar).exp()
+        terms = []
+        for _ in range(k):
+            eps = torch.randn_like(mu)
+            z = mu + eps * std
+            log_q = (-0.5 * eps**2 - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(1)
+            log_pz = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(1)
+            terms.append(self.log_likelihood(x, z) + log_pz - log_q)
+        return torch.logsumexp(torch.stack(terms), 0) - math.log(k)
+
+    def latent(self, x: Tensor) -> Tensor:
+        return self.encode(x)[0]
+
+
+@attrs.frozen(kw_only=True)
+class BetaVAEConfig(VAEConfig):
+    # Higgins et al. 2017 use beta > 1 to trade reconstruction for a more factorised latent.
+    beta: float = attrs.field(default=4.0, validator=[v.instance_of(float), v.ge(0)])
+
+
+class BetaVAE(VAE):
+    """A VAE whose KL term is weighted by beta (default 4): one number changed."""
+
+    Config = BetaVAEConfig
+
