@@ -1,15 +1,18 @@
 """Test sessions. `nox` runs them all; `nox -s tests`, `nox -k vae` run some.
 
-Every session shares one torch install: sessions are virtualenvs with
-``--system-site-packages`` over the interpreter that has requirements-dev.txt installed (see
-README), so only unigen's own distributions are installed per session, editable and without
-dependencies. Never install unigen itself into that base interpreter, or the per-family sessions
-would see every family.
+Every session shares one install of the pinned dev requirements (torch, pytest, ...): they are
+installed once with ``pip install --target .nox/_shared`` (again only when requirements-dev.txt
+changes) and each session's virtualenv reaches them through a ``.pth`` file. Per session only
+unigen's own distributions are installed, without dependencies, so a family session sees exactly the
+core and that family, whatever else the environment that runs nox has installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -21,30 +24,49 @@ EXAMPLE = ROOT / "tests" / "example-plugin"
 
 nox.options.sessions = ["lint", "tests", "family", "third_party"]
 nox.options.reuse_existing_virtualenvs = True
-VENV = ["--system-site-packages"]
+SHARED = ROOT / ".nox" / "_shared"
+REQUIREMENTS = ROOT / "requirements-dev.txt"
 PIP = ["--no-deps", "--no-build-isolation", "-q"]
 
 
+def _share_dev_requirements(session: nox.Session) -> None:
+    """Install requirements-dev.txt once into SHARED and point this session's venv at it."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes() + sys.version.encode()).hexdigest()
+    stamp = SHARED / ".requirements-sha256"
+    if not (stamp.exists() and stamp.read_text() == digest):
+        shutil.rmtree(SHARED, ignore_errors=True)
+        session.log(f"installing the shared dev requirements into {SHARED} (once)")
+        session.run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--target", str(SHARED), "-r", str(REQUIREMENTS), external=True)
+        stamp.write_text(digest)
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                       silent=True).strip().splitlines()[-1]
+    Path(site, "_unigen_shared.pth").write_text(f"{SHARED}\n")
+
+
 def _install(session: nox.Session, *paths: Path, editable: bool = True) -> None:
+    _share_dev_requirements(session)
     args = [a for p in paths for a in (["-e", str(p)] if editable else [str(p)])]
-    session.install(*PIP, *args)
+    if args:
+        session.install(*PIP, *args)
 
 
-@nox.session(venv_params=VENV)
+@nox.session
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", ".", external=True)
+    _install(session)
+    session.run("python", "-m", "ruff", "check", ".")
 
 
-@nox.session(venv_params=VENV)
+@nox.session
 def tests(session: nox.Session) -> None:
     """Everything installed: the core tests, the contract over every id, every family's tests."""
     _install(session, ROOT / "unigen-core", *PLUGINS)
     workers = session.posargs or ["-n", "2"]
-    session.run("pytest", *workers, "tests/core", "tests/contract",
+    session.run("python", "-m", "pytest", *workers, "tests/core", "tests/contract",
                 *[str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()])
 
 
-@nox.session(venv_params=VENV)
+@nox.session
 @nox.parametrize("family", FAMILIES, ids=FAMILIES)
 def family(session: nox.Session, family: str) -> None:
     """Only the core and one family: it must list only its own ids and pass the contract alone."""
@@ -56,10 +78,10 @@ def family(session: nox.Session, family: str) -> None:
     if not rows or foreign:
         session.error(f"family {family!r} session lists {[r['id'] for r in rows]}; foreign ids: {foreign}")
     session.log(f"{family}: {', '.join(r['id'] for r in rows)}")
-    session.run("pytest", "-n", "2", "-m", "not slow", "tests/contract", str(path / "tests"))
+    session.run("python", "-m", "pytest", "-n", "2", "-m", "not slow", "tests/contract", str(path / "tests"))
 
 
-@nox.session(venv_params=VENV)
+@nox.session
 def third_party(session: nox.Session) -> None:
     """Install the example plugin as a user would (not editable) and drive it through the CLI."""
     _install(session, ROOT / "unigen-core")
@@ -72,10 +94,10 @@ def third_party(session: nox.Session) -> None:
     session.run("unigen", "train", "gmm", "--data", "moons", "--steps", "300", "--out", str(run), "--quiet")
     session.run("unigen", "sample", str(run), "--n", "500", "--out", str(tmp / "gmm.png"))
     session.run("unigen", "eval", str(run), "--json")
-    session.run("pytest", "-n", "2", "tests/contract", str(EXAMPLE / "tests"))
+    session.run("python", "-m", "pytest", "-n", "2", "tests/contract", str(EXAMPLE / "tests"))
 
 
-@nox.session(venv_params=VENV)
+@nox.session
 def bench(session: nox.Session) -> None:
     """Speed report (ratios measured in one run): `nox -s bench`."""
     _install(session, ROOT / "unigen-core", *PLUGINS)

@@ -25,6 +25,7 @@ from .trainer import Callback, Trainer, TrainerConfig
 __version__ = "0.1.0"
 
 __all__ = [
+    "checkpoint", "config", "ops",
     "Batch", "Callback", "CheckpointError", "ConfigError", "DataError", "DataInfo", "Dataset",
     "DatasetSpec", "GenerativeModel", "MetricSpec", "ModelSpec", "NoConfig", "Run", "SamplerSpec",
     "Trainer", "TrainerConfig", "TrainingDiverged", "UnigenError", "UnknownId", "UnsupportedOperation",

@@ -11,8 +11,9 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .errors import UnigenError
 
@@ -114,7 +115,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from . import config as cfg
     from .checkpoint import read_run, write_run
     from .distributed import DistributedContext
-    from .model import DataInfo
     from .trainer import Trainer, TrainerConfig
 
     host = _host()

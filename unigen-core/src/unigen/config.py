@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -150,7 +151,7 @@ def to_toml(values: Mapping[str, Any]) -> str:
         if isinstance(v, (int, float)):
             return repr(v)
         if isinstance(v, str):
-            return json.dumps(v)
+            return json.dumps(v, ensure_ascii=False)  # TOML has no surrogate-pair escapes
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(fmt(i) for i in v) + "]"
         raise ConfigError(f"cannot write {type(v).__name__} to TOML")

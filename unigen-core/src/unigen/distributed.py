@@ -4,6 +4,7 @@ environment torchrun provides (RANK, WORLD_SIZE, LOCAL_RANK), gloo on CPU, NCCL 
 from __future__ import annotations
 
 import os
+
 import attrs
 import torch
 

@@ -10,7 +10,8 @@ types (return ``None`` for the others) or wrap every operation of every model wi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -10,7 +10,8 @@ Images are float tensors in [-1, 1] of shape (B, C, H, W); vectors come as they 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import attrs
 import torch

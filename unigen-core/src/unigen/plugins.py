@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pluggy

@@ -7,7 +7,8 @@ known ids and, where the id belongs to a family that is not installed, the distr
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 import attrs
 

@@ -9,7 +9,7 @@ reverse-time SDE ``dx = drift dt + diffusion dW`` (dt < 0 from 1 to 0).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

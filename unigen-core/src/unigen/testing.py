@@ -6,7 +6,8 @@ These are small, real training runs (the generic trainer on real data), used by 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

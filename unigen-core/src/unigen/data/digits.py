@@ -13,7 +13,7 @@ LEVELS = 17
 N_TEST = 297  # a fixed, seeded split: 1,500 train / 297 test
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _all() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 

@@ -7,7 +7,7 @@ zero exactly when the two samples are identical.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

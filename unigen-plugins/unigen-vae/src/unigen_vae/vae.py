@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-
 import attrs
 import torch
 from attrs import validators as v

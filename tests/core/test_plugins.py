@@ -1,0 +1,141 @@
+"""The plugin manager: entry points, allow/block lists, broken plugins, duplicates, hook dispatch."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import types
+
+import pytest
+import torch
+
+import unigen
+from unigen import hookimpl, ops
+from unigen.errors import UnigenError, UnknownId
+from unigen.plugins import PluginWarning, get_plugin_manager
+
+
+def _fake_dist(tmp_path, monkeypatch, name: str, module_source: str, ep_name: str | None = None):
+    """A dist-info directory with an entry point in group 'unigen', and its module, on sys.path."""
+    ep_name = ep_name or name
+    dist = tmp_path / f"{name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[unigen]\n{ep_name} = {name}_mod\n")
+    (tmp_path / f"{name}_mod.py").write_text(textwrap.dedent(module_source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(f"{name}_mod", None)
+
+
+GOOD = """
+from unigen import ModelSpec, hookimpl, GenerativeModel
+
+class Tiny(GenerativeModel):
+    family = "tiny"
+
+@hookimpl
+def unigen_register_models(register):
+    register(ModelSpec(id="tiny", model_cls=Tiny))
+"""
+
+
+def test_entry_point_plugin_is_discovered_with_its_distribution(tmp_path, monkeypatch):
+    _fake_dist(tmp_path, monkeypatch, "fakeplug", GOOD)
+    host = get_plugin_manager(env={})
+    assert "tiny" in host.models and host.models["tiny"].plugin == "fakeplug"
+    assert host.dists["fakeplug"] == "fakeplug 1.0"
+    assert "unigen_register_models" in host.hooks_of("fakeplug")
+
+
+def test_block_list_and_autoload_switch(tmp_path, monkeypatch):
+    _fake_dist(tmp_path, monkeypatch, "fakeplug", GOOD)
+    assert "tiny" not in get_plugin_manager(env={"UNIGEN_BLOCK_PLUGINS": "fakeplug"}).models
+    assert "tiny" not in get_plugin_manager(env={"UNIGEN_DISABLE_PLUGIN_AUTOLOAD": "1"}).models
+    host = get_plugin_manager(env={"UNIGEN_PLUGINS": ""})
+    assert "tiny" not in host.models and "digits" in host.datasets  # built-ins always load
+
+
+def test_allow_list_loads_only_named_plugins_and_refuses_unknown_names(tmp_path, monkeypatch):
+    _fake_dist(tmp_path, monkeypatch, "fakeplug", GOOD)
+    host = get_plugin_manager(env={"UNIGEN_PLUGINS": "fakeplug"})
+    assert list(host.models) == ["tiny"]
+    with pytest.raises(UnigenError, match="no_such_plugin"):
+        get_plugin_manager(env={"UNIGEN_PLUGINS": "fakeplug,no_such_plugin"})
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(tmp_path, monkeypatch):
+    _fake_dist(tmp_path / "a", monkeypatch, "brokenplug", "raise RuntimeError('boom at import')") if (
+        (tmp_path / "a").mkdir() or True) else None
+    _fake_dist(tmp_path / "b", monkeypatch, "fakeplug", GOOD) if ((tmp_path / "b").mkdir() or True) else None
+    with pytest.warns(PluginWarning, match="brokenplug.*boom at import.*UNIGEN_BLOCK_PLUGINS=brokenplug"):
+        host = get_plugin_manager(env={})
+    assert "tiny" in host.models
+    assert [f.name for f in host.failures] == ["brokenplug"]
+
+
+def test_a_duplicate_id_is_refused_naming_the_plugin_and_the_first_one_stays():
+    class Dup:
+        @hookimpl
+        def unigen_register_datasets(self, register):
+            register(unigen.DatasetSpec(id="digits", load=lambda split, data_dir: None))
+
+    with pytest.warns(PluginWarning, match="'digits' is already registered"):
+        host = get_plugin_manager(autoload=False, plugins=[Dup()])
+    assert host.datasets["digits"].plugin == "unigen.defaults"
+
+
+def test_unknown_ids_list_the_known_ones_and_say_what_to_install():
+    host = get_plugin_manager(env={"UNIGEN_PLUGINS": ""})
+    with pytest.raises(UnknownId, match=r"unknown model 'ddpm'; known: none .*pip install unigen-diffusion"):
+        host.models["ddpm"]
+    with pytest.raises(UnknownId, match="did you mean 'digits'"):
+        host.datasets["digitz"]
+
+
+def test_misspelt_hook_implementation_fails_loudly():
+    class Misspelt:
+        @hookimpl
+        def unigen_register_modles(self, register):
+            pass
+
+    with pytest.raises(Exception, match="unigen_register_modles"):
+        get_plugin_manager(autoload=False, plugins=[Misspelt()])
+
+
+class _Const(unigen.GenerativeModel):
+    family = "test"
+
+    def sample(self, num_samples, steps=None):
+        return torch.zeros(num_samples, 2)
+
+
+def test_a_plugin_can_override_one_operation_for_its_model_type_only():
+    class Override:
+        @hookimpl
+        def unigen_sample(self, model, num_samples, steps):
+            return torch.ones(num_samples, 2) if isinstance(model, _Const) else None
+
+    host = get_plugin_manager(autoload=False, plugins=[Override()])
+    info = unigen.DataInfo(name="t", shape=(2,), kind="vector")
+    assert ops.sample(_Const(None, info), 3, host=host).sum() == 6
+
+
+def test_a_wrapper_sees_every_operation_of_every_model():
+    seen = []
+
+    class Wrap:
+        @hookimpl(wrapper=True)
+        def unigen_sample(self, model, num_samples, steps):
+            seen.append(num_samples)
+            result = yield
+            return result * 2 + 1
+
+    host = get_plugin_manager(autoload=False, plugins=[Wrap()])
+    info = unigen.DataInfo(name="t", shape=(2,), kind="vector")
+    out = ops.sample(_Const(None, info), 4, host=host)
+    assert seen == [4] and torch.equal(out, torch.ones(4, 2))
+
+
+def test_registration_hooks_may_take_no_arguments():
+    mod = types.SimpleNamespace(unigen_register_models=hookimpl(lambda: None))
+    get_plugin_manager(autoload=False, plugins=[mod])

@@ -1,0 +1,1 @@
+"""An example third-party unigen family: a Gaussian mixture model trained by gradient descent."""
