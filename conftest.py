@@ -1,4 +1,5 @@
-"""Shared test settings: one torch thread per worker, a hypothesis profile sized for CI."""
+"""Shared test settings for every test in the repository (core, contract, families): one torch
+thread per worker and a hypothesis profile sized for CI."""
 
 from __future__ import annotations
 

@@ -1,0 +1,76 @@
+"""The unified family learns on moons: sample MMD to fresh moons data (unigen.data.toy.sample_toy) far
+below a standard normal's; unbalanced OT beats the balanced Wasserstein flow with 10% outliers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unigen
+from unigen.data.toy import sample_toy
+from unigen.metrics.mmd import mmd2
+from unigen.testing import quick_train, untrained
+
+N = 1000
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return sample_toy("moons", N, seed=12345)
+
+
+def _mmd(model, fresh) -> float:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        return float(mmd2(model.sample(N), fresh))
+
+
+def _normal(fresh) -> float:
+    return float(mmd2(torch.randn(N, 2, generator=torch.Generator().manual_seed(2)), fresh))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    ["schedule=linear"], ["schedule=trig"], ["schedule=vp"],
+    ["schedule=linear", "gamma=1.0", "sampler=euler-maruyama"],
+], ids=["linear", "trig", "vp", "linear-sde"])
+def test_stochastic_interpolant_learns_moons(overrides, fresh):
+    model = quick_train("stochastic-interpolant", "moons", steps=500, batch_size=256, overrides=overrides,
+                        trainer={"lr": 3e-3})
+    assert _mmd(model, fresh) < 0.4 * _normal(fresh)
+
+
+@pytest.mark.slow
+def test_energy_matching_learns_moons(fresh):
+    model = quick_train("energy-matching", "moons", steps=300, batch_size=256)
+    assert _mmd(model, fresh) < 0.4 * _normal(fresh)
+
+
+@pytest.mark.slow
+def test_wasserstein_flow_learns_moons(fresh):
+    model = quick_train("wasserstein-flow", "moons", steps=300, batch_size=128, trainer={"lr": 3e-3})
+    assert _mmd(model, fresh) < 0.3 * _normal(fresh)
+
+
+@pytest.mark.slow
+def test_unbalanced_ot_beats_wasserstein_flow_with_outliers(fresh):
+    data = unigen.load_dataset("moons-outliers")
+    balanced = quick_train("wasserstein-flow", data, steps=400, batch_size=128, trainer={"lr": 3e-3})
+    robust = quick_train("unbalanced-ot", data, steps=400, batch_size=128, trainer={"lr": 3e-3})
+    b, r = _mmd(balanced, fresh), _mmd(robust, fresh)
+    assert r < 0.85 * b, (r, b)
+
+
+@pytest.mark.slow
+def test_diffflow_score_limit_learns_moons(fresh):
+    model = quick_train("diffflow", "moons", steps=600, batch_size=256, overrides=["lam=1.0"], trainer={"lr": 3e-3})
+    assert model.sampler_name() == "heun"  # the probability-flow ODE of the learned score
+    assert _mmd(model, fresh) < 0.4 * _normal(fresh)
+
+
+@pytest.mark.slow
+def test_diffflow_gan_limit_beats_its_untrained_self(fresh):
+    overrides = ["lam=0.0", "gen_steps=2"]
+    before = _mmd(untrained("diffflow", "moons", overrides=overrides), fresh)
+    after = _mmd(quick_train("diffflow", "moons", steps=400, batch_size=256, overrides=overrides), fresh)
+    assert after < 0.5 * before, (before, after)

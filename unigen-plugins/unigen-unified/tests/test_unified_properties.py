@@ -1,0 +1,230 @@
+"""Properties of the unified family's mathematics: interpolant schedules, Langevin, MMD, UOT weights,
+DiffFlow's two limits."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import unigen
+from unigen.metrics.mmd import mmd2
+from unigen_unified import Interpolant, get_schedule, register_schedule, schedule_names
+from unigen_unified.data import with_outliers
+from unigen_unified.energy_matching import grid_log_partition, langevin
+from unigen_unified.unbalanced_ot import relaxed_marginal_weights, weighted_mmd2
+
+SCHEDULES = ["linear", "trig", "vp"]
+gammas = st.floats(0.0, 2.0)
+
+
+def _pair(seed: int, shape=(6, 3)):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=gen, dtype=torch.float64) for _ in range(3))
+
+
+def test_builtin_schedules_are_registered():
+    assert set(SCHEDULES) <= set(schedule_names())
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@given(a=gammas, seed=st.integers(0, 2**16))
+def test_interpolant_hits_both_endpoints(name, a, seed):
+    sched = get_schedule(name, a)
+    x0, x1, eps = _pair(seed)
+    for t_val, want in ((0.0, x0), (1.0, x1)):
+        t = torch.full((x0.shape[0],), t_val, dtype=torch.float64)
+        it, _ = sched.interpolate(x0, x1, eps, t)
+        assert torch.allclose(it, want, atol=1e-10), (name, t_val)
+        assert torch.allclose(sched.gamma(t), torch.zeros_like(t))
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@given(a=gammas, t=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5), seed=st.integers(0, 2**16))
+def test_analytic_time_derivative_equals_autograd(name, a, t, seed):
+    sched = get_schedule(name, a)
+    tt = torch.tensor(t, dtype=torch.float64).clamp(min=max(sched.t_min, 1e-6))
+    x0, x1, eps = _pair(seed, (tt.shape[0], 3))
+    for f, df in ((sched.alpha, sched.dalpha), (sched.beta, sched.dbeta), (sched.gamma, sched.dgamma)):
+        tg = tt.clone().requires_grad_(True)
+        (auto,) = torch.autograd.grad(f(tg).sum(), tg)
+        assert torch.allclose(df(tt), auto, rtol=1e-9, atol=1e-9)
+    _, dit = sched.interpolate(x0, x1, eps, tt)
+    _, auto = torch.autograd.functional.jvp(lambda s: sched.interpolate(x0, x1, eps, s)[0], tt, torch.ones_like(tt))
+    assert torch.allclose(dit, auto, rtol=1e-8, atol=1e-8)
+
+
+@given(t=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_linear_target_is_flow_matchings(t, seed):
+    x0, x1, eps = _pair(seed)
+    it, dit = get_schedule("linear").interpolate(x0, x1, eps, torch.full((6,), t, dtype=torch.float64))
+    assert torch.allclose(dit, x1 - x0) and torch.allclose(it, (1 - t) * x0 + t * x1)
+
+
+def test_linear_model_loss_is_flow_matching_loss():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("stochastic-interpolant", data.info, {"hidden": 16, "depth": 1})
+    batch = data.batch(slice(0, 32))
+    torch.manual_seed(7)
+    loss = model.loss(batch)
+    torch.manual_seed(7)
+    t = torch.rand(32)
+    x1 = torch.randn_like(batch.x)
+    xt = (1 - t[:, None]) * batch.x + t[:, None] * x1
+    want = (model.fields(xt, t)[0] - (x1 - batch.x)).pow(2).mean()
+    assert torch.allclose(loss, want, atol=1e-6)
+
+
+def test_unknown_schedule_lists_known_ones_and_plugins_can_add_one():
+    with pytest.raises(unigen.UnknownId, match="linear"):
+        get_schedule("no-such-path")
+    with pytest.raises(unigen.ConfigError, match="schedule"):
+        unigen.model_config("stochastic-interpolant", {"schedule": "no-such-path"})
+
+    @attrs.frozen(kw_only=True)
+    class Quadratic(Interpolant):  # alpha = 1 - t^2, beta = t^2
+        def alpha(self, t):
+            return 1 - t * t
+
+        def beta(self, t):
+            return t * t
+
+        def dalpha(self, t):
+            return -2 * t
+
+        def dbeta(self, t):
+            return 2 * t
+
+    register_schedule("quadratic-test", Quadratic)
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("stochastic-interpolant", data.info, {"schedule": "quadratic-test", "hidden": 8})
+    assert isinstance(model.interpolant, Quadratic) and torch.isfinite(model.loss(data.batch(slice(0, 8))))
+    with pytest.raises(ValueError, match="already registered"):
+        register_schedule("linear", Quadratic)
+
+
+def test_sde_sampling_needs_gamma():
+    with pytest.raises(unigen.ConfigError, match="gamma"):
+        unigen.model_config("stochastic-interpolant", {"sampler": "euler-maruyama"})
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("stochastic-interpolant", data.info,
+                               {"gamma": 1.0, "sampler": "euler-maruyama", "hidden": 16})
+    assert model.sample(5, steps=4).shape == (5, 2)
+
+
+def test_stochastic_interpolant_runs_on_images_with_the_unet():
+    data = unigen.load_dataset("digits")
+    model = unigen.build_model("stochastic-interpolant", data.info, {"width": 8, "schedule": "trig", "gamma": 0.5})
+    assert model.net.unet is not None
+    assert torch.isfinite(model.loss(data.batch(slice(0, 4))))
+    assert model.sample(2, steps=2).shape == (2, 1, 8, 8)
+
+
+def test_langevin_reaches_a_gaussians_mean_and_variance():
+    mean, var = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0])
+
+    def energy(x):
+        return 0.5 * ((x - mean) ** 2 / var).sum(1)
+
+    gen = torch.Generator().manual_seed(0)
+    x = langevin(energy, torch.randn(4000, 2, generator=gen), steps=600, step_size=0.02, generator=gen)
+    assert torch.allclose(x.mean(0), mean, atol=0.08), x.mean(0)
+    assert torch.allclose(x.var(0), var, rtol=0.08), x.var(0)
+
+
+def test_grid_normalizer_of_a_standard_gaussian_energy_is_log_two_pi():
+    log_z = grid_log_partition(lambda x: 0.5 * (x * x).sum(1), bound=6.0, n=300)
+    assert abs(float(log_z) - math.log(2 * math.pi)) < 1e-3
+
+
+def test_energy_model_normalized_logprob_integrates_to_one():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("energy-matching", data.info, {"hidden": 16, "normalize_grid": 100, "grid_bound": 5.0})
+    assert model.logprob_kind == "unnormalized"
+    with torch.no_grad():
+        raw = -model.energy(data.x[:5])
+        lp = model.logprob(data.x[:5])
+        assert torch.allclose(raw - lp, model.log_partition().float().expand(5))  # a constant shift
+        width = 10.0 / 400
+        c = -5.0 + width * (torch.arange(400) + 0.5)
+        mass = model.logprob(torch.cartesian_prod(c, c)).exp().sum() * width**2  # a finer grid than the normalizer's
+    assert abs(float(mass) - 1) < 0.02
+
+
+@given(seed=st.integers(0, 2**16), shift=st.floats(0.05, 3.0))
+def test_mmd_is_zero_for_identical_samples_and_positive_otherwise(seed, shift):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 2, generator=gen)
+    assert float(mmd2(x, x, unbiased=False)) == 0.0
+    assert float(mmd2(x, x + shift, unbiased=False)) > 0
+    y = torch.randn(64, 2, generator=gen)
+    ones = torch.ones(64)
+    assert torch.allclose(weighted_mmd2(x, y, ones, (0.5, 1.0)), mmd2(x, y, (0.5, 1.0)))
+
+
+def test_relaxed_marginal_drops_outliers_and_is_balanced_for_large_rho():
+    clean = unigen.data.toy.sample_toy("moons", 200, seed=5)
+    x, is_out = with_outliers(clean, 0.1, seed=5)
+    w = relaxed_marginal_weights(clean[:150], x, rho=1.0, blur=0.1, iters=50)
+    assert w[is_out].mean() < 0.3 * w[~is_out].mean()
+    w_bal = relaxed_marginal_weights(clean[:150], x, rho=1e4, blur=0.1, iters=300)
+    assert torch.allclose(w_bal, torch.ones_like(w_bal), atol=0.05)
+
+
+def test_moons_outliers_dataset_has_ten_percent_outliers():
+    data = unigen.load_dataset("moons-outliers")
+    far = (data.x.abs() > 2.5).any(1).float().mean()
+    assert 0.03 < float(far) < 0.1 and data.info.name == "moons-outliers"
+
+
+def test_jko_step_freezes_the_current_map():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("wasserstein-flow", data.info, {"hidden": 8, "jko_every": 3})
+    with torch.no_grad():
+        for p in model.transport.parameters():
+            p.add_(1.0)
+    z = torch.randn(4, 2)
+    model.after_step("main", 1)
+    assert not torch.allclose(model.push(z), model.push(z, model.previous))
+    model.after_step("main", 2)
+    assert torch.equal(model.push(z), model.push(z, model.previous))
+    assert all(not p.requires_grad for p in model.previous.parameters())
+
+
+def _diffflow(lam):
+    data = unigen.load_dataset("moons")
+    return data, unigen.build_model("diffflow", data.info, {"lam": lam, "hidden": 16, "disc_hidden": 16})
+
+
+def test_diffflow_lambda_one_is_pure_score_matching():
+    data, model = _diffflow(1.0)
+    batch = data.batch(slice(0, 32))
+    assert all("discriminator" not in model.active_groups(s) for s in range(4))
+    torch.manual_seed(3)
+    loss = model.loss(batch, "generator")
+    torch.manual_seed(3)
+    assert torch.equal(loss, model.score_matching_loss(batch.x))
+    loss.backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert model.sampler_name() == "heun"
+
+
+def test_diffflow_lambda_zero_is_a_gan():
+    data, model = _diffflow(0.0)
+    batch = data.batch(slice(0, 32))
+    assert model.active_groups(0) == ("discriminator", "generator")
+    torch.manual_seed(3)
+    loss = model.loss(batch, "generator")
+    torch.manual_seed(3)
+    want = F.softplus(-model.critic(model.generate(torch.randn_like(batch.x)))).mean()
+    assert torch.allclose(loss, want)
+    # The data enters the generator's loss only through the discriminator: no score term.
+    other = unigen.Batch(batch.x + 100.0)
+    torch.manual_seed(3)
+    assert torch.allclose(model.loss(other, "generator"), loss)
+    assert model.sampler_name() == "generator"
