@@ -20,7 +20,7 @@ from unigen.trainer import Trainer, TrainerConfig
 
 HOST = unigen.default_host()
 MODEL_IDS = list(HOST.models)
-DATA_FOR_KIND = {"image": "digits", "vector": "moons"}
+DATA_FOR_KIND = {"image": "digits", "vector": "moons", "text-image": "digits-captions"}
 
 
 def _dataset(spec) -> unigen.Dataset:

@@ -214,12 +214,17 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 # -- eval ---------------------------------------------------------------------------------------------
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
-    p.add_argument("--metrics", default="nll", help="comma-separated metric ids (see `unigen plugins`)")
+    p.add_argument("--metrics", help="comma-separated metric ids (see `unigen plugins`; default: the model's "
+                                     "default_metrics, e.g. nll, or probe for jepa)")
     p.add_argument("--n", type=int, default=1000, help="examples/samples per metric")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--data-dir")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--sample-steps", type=int, help="sampling steps for fid/kid/is/pr (default: the model's)")
+    p.add_argument("--evaluator", help="feature extractor for fid/kid/is/pr (torch.export .pt2 or TorchScript file) "
+                                       "mapping images in [-1, 1] to features or (features, logits); default: the "
+                                       "dataset's evaluator CNN, trained once and cached")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -227,10 +232,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .metrics import EvalContext
 
     host = _host()
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else []
     specs = [host.metrics[m] for m in names]  # unknown ids fail before any work
     run = load_run(args.run_dir, device=args.device, host=host)
-    ctx = EvalContext(model=run.model, record=run.record, host=host, n=args.n, seed=args.seed, data_dir=args.data_dir)
+    if args.metrics is None:  # the model says what evaluates it (GenerativeModel.default_metrics)
+        specs = [host.metrics[m] for m in type(run.model).default_metrics]
+    from .metrics.evaluator import stderr_log
+
+    if args.n <= 0:
+        raise UnigenError(f"--n must be positive, got {args.n}")
+    ctx = EvalContext(model=run.model, record=run.record, host=host, n=args.n, seed=args.seed, data_dir=args.data_dir,
+                      steps=args.sample_steps, evaluator=args.evaluator, log=stderr_log)
     result: dict[str, Any] = {"model": run.record["model"], "dataset": run.record["dataset"],
                               "checkpoint": run.checkpoint.name, "ema": run.ema}
     for spec in specs:
@@ -240,6 +252,105 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         for k, v in result.items():
             print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------------------
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", help="comma-separated model ids (default: every installed id that accepts the data)")
+    p.add_argument("--data", help="dataset id (default: digits)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="training steps per model (default: 1000)")
+    budget.add_argument("--minutes", type=float, help="wall-clock minutes of training per model")
+    p.add_argument("--quick", action="store_true",
+                   help="small budget on digits for every installed model (7 s of training each, n=500, "
+                        "at most 50 sampling steps, 10 s soft budget for NLL and for sampling)")
+    p.add_argument("--out", default="bench", help="output directory (default: ./bench)")
+    p.add_argument("--n", type=int, help="samples for FID/KID/IS/PR (default: 1000; --quick: 500)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, help="training batch size for every model (default: each model's)")
+    p.add_argument("--sample-steps", type=int, help="sampling steps for every model (default: each model's)")
+    p.add_argument("--metric-seconds", type=float,
+                   help="soft time budget of the NLL and of the sampling pass per model (fewer examples/samples "
+                        "are used when it runs out; stopped at 3x); default: none, --quick: 10")
+    p.add_argument("--evaluator", help="feature extractor file (.pt2 or TorchScript) instead of the dataset's evaluator CNN")
+    p.add_argument("--data-dir", help="directory with the dataset's files")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="ID.KEY=VALUE",
+                   help="change one model's config, e.g. ldm.autoencoder=bench/runs/vae; repeatable")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import bench
+
+    for flag in ("steps", "n", "batch_size", "sample_steps", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UnigenError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    if args.minutes is not None and args.minutes <= 0:
+        raise UnigenError(f"--minutes must be positive, got {args.minutes}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    for item in args.sets:
+        if "." not in item.split("=", 1)[0]:
+            raise UnigenError(f"--set {item!r}: write MODEL_ID.KEY=VALUE, e.g. ldm.autoencoder=bench/runs/vae")
+    given = {"models": models, "data": args.data, "n": args.n, "seed": args.seed, "batch_size": args.batch_size,
+             "sample_steps": args.sample_steps, "metric_seconds": args.metric_seconds, "data_dir": args.data_dir,
+             "evaluator": args.evaluator, "device": args.device, "steps": args.steps, "minutes": args.minutes,
+             "sets": tuple(args.sets)}
+    if args.quick:
+        c = bench.BenchConfig.quick(args.out, **given)
+    else:
+        if args.steps is None and args.minutes is None:
+            given["steps"] = 1000
+        c = bench.BenchConfig(out=args.out, **{k: v for k, v in given.items() if v is not None})
+    bench.run(c, host=_host())
+    return 0
+
+
+# -- speed --------------------------------------------------------------------------------------------
+def _speed_args(p: argparse.ArgumentParser) -> None:
+    from .speed import SECTIONS
+
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and samples (about two minutes)")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile for train and sample")
+    p.add_argument("--sections", help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    p.add_argument("--overhead-model", default="vae", help="model id for the trainer-overhead figures (default: vae)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, for stable figures)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--out", help="also write the JSON report to this file")
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import speed
+
+    sections = speed.SECTIONS
+    if args.sections:
+        sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+        unknown = [s for s in sections if s not in speed.SECTIONS]
+        if unknown:
+            raise UnigenError(f"unknown section {unknown[0]!r}; known: {', '.join(speed.SECTIONS)}")
+    if args.threads <= 0:
+        raise UnigenError(f"--threads must be positive, got {args.threads}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UnigenError("--device cuda was asked for but CUDA is not available")
+    torch.set_num_threads(args.threads)
+    log = (lambda msg: print(f"[speed] {msg}", file=sys.stderr, flush=True))
+    compile_ = args.compile or bool(args.sections and "compile" in sections)  # named explicitly: measured
+    ctx = speed.Context(host=_host(), quick=args.quick, compile=compile_, device=torch.device(args.device),
+                        overhead_model=args.overhead_model, log=log)
+    report = speed.run(ctx, sections)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text if args.json else speed.format_report(report))
     return 0
 
 
@@ -257,6 +368,9 @@ COMMANDS: dict[str, Command] = {
     "train": ("train a model", _train_args, _cmd_train),
     "sample": ("draw samples from a trained run", _sample_args, _cmd_sample),
     "eval": ("evaluate a trained run", _eval_args, _cmd_eval),
+    "bench": ("train and evaluate several models on one dataset: the cross-family table", _bench_args, _cmd_bench),
+    "speed": ("the speed report: trainer overhead, sampler steps, samples/sec, memory, scaling", _speed_args,
+              _cmd_speed),
 }
 
 
@@ -270,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .malloc import tune
+
+    tune()  # keep freed tensor memory in the process (unigen.malloc; UNIGEN_MALLOC=system: off)
     if not os.environ.get("UNIGEN_SHOW_PLUGIN_WARNINGS"):
         warnings.simplefilter("default")
     try:

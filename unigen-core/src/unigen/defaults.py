@@ -3,7 +3,7 @@ samplers, registered through exactly the same hooks as any external plugin."""
 
 from __future__ import annotations
 
-from .data import digits, idx, toy
+from .data import digits, idx, text, toy
 from .hookspecs import hookimpl
 from .registry import DatasetSpec
 from .samplers import BUILTIN as BUILTIN_SAMPLERS
@@ -39,6 +39,12 @@ def unigen_register_datasets(register):
     register(DatasetSpec(id="digits", load=digits.load, description="scikit-learn 8x8 digits, 17 levels (embedded)"))
     for name in ("fashion-mnist", "mnist"):
         register(DatasetSpec(id=name, load=idx.loader(name), description=f"{name} IDX files, 28x28, 256 levels"))
+    # Text-image pairs: each image with the caption of its class, tokenized (unigen.data.text).
+    register(DatasetSpec(id="digits-captions", load=text.captioned(digits.load, "digits-captions"), kind="text-image",
+                         description="digits paired with captions such as 'a handwritten digit three'"))
+    for name in ("fashion-mnist", "mnist"):
+        register(DatasetSpec(id=f"{name}-captions", load=text.captioned(idx.loader(name), f"{name}-captions"),
+                             kind="text-image", description=f"{name} paired with captions of its labels"))
     for name in toy.TOYS:
         register(DatasetSpec(id=name, load=toy.loader(name), kind="vector", description=f"2-D toy: {name}"))
 

@@ -83,6 +83,8 @@ class GenerativeModel(nn.Module):
     trainer_defaults: ClassVar[dict[str, Any]] = {}
     # Why logprob is unavailable, used in UnsupportedOperation and in `unigen eval`.
     no_logprob_reason: ClassVar[str] = "this model defines no likelihood"
+    # The metric ids `unigen eval` computes when --metrics is not given (e.g. a JEPA's linear probe).
+    default_metrics: ClassVar[tuple[str, ...]] = ("nll",)
 
     def __init__(self, config: Any, data: DataInfo) -> None:
         super().__init__()

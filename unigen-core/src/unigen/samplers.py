@@ -27,13 +27,33 @@ def _tvec(x: Tensor, t: float) -> Tensor:
     return torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
 
 
+class _Time:
+    """A (B,) time vector handed to ``fn``, refilled in place for each call (no allocation per step).
+    Each call site of a solver has its own, so ``t`` keeps its value until the solver's next step."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.buf = _tvec(x, 0.0)
+
+    def __call__(self, t: float) -> Tensor:
+        return self.buf.fill_(t)
+
+
+# The fixed-step solvers below update x in place and reuse one scratch buffer, so a step allocates
+# nothing beyond the network's output: Euler   x += h f(x, a)
+#                                       Heun    x += h/2 (f(x, a) + f(x + h f(x, a), b))
+#                                       RK4     x += h/6 (k1 + 2 k2 + 2 k3 + k4)
+# Each k is consumed (added into x or an accumulator) before the next call of fn, so a field that
+# returns the same output buffer every call is integrated correctly too.
+
+
 @torch.no_grad()
 def euler(fn: Field, x: Tensor, steps: int, t_start: float = 1.0, t_end: float = 0.0, **_: object) -> Tensor:
     """Explicit Euler, order 1: x += h f(x, t)."""
     ts = _grid(steps, t_start, t_end)
     x = x.clone()
+    ta = _Time(x)
     for a, b in zip(ts[:-1], ts[1:]):
-        x.add_(fn(x, _tvec(x, a)), alpha=b - a)  # in place: allocates only the network's output
+        x.add_(fn(x, ta(a)), alpha=b - a)
     return x
 
 
@@ -42,11 +62,14 @@ def heun(fn: Field, x: Tensor, steps: int, t_start: float = 1.0, t_end: float = 
     """Heun's method (explicit trapezoid), order 2: two evaluations per step."""
     ts = _grid(steps, t_start, t_end)
     x = x.clone()
+    y = torch.empty_like(x)  # the Euler predictor x + h d1
+    ta, tb = _Time(x), _Time(x)
     for a, b in zip(ts[:-1], ts[1:]):
         h = b - a
-        d1 = fn(x, _tvec(x, a))
-        d2 = fn(x + h * d1, _tvec(x, b))
-        x.add_(d1 + d2, alpha=h / 2)
+        d1 = fn(x, ta(a))
+        torch.add(x, d1, alpha=h, out=y)
+        x.add_(d1, alpha=h / 2)
+        x.add_(fn(y, tb(b)), alpha=h / 2)
     return x
 
 
@@ -55,13 +78,21 @@ def rk4(fn: Field, x: Tensor, steps: int, t_start: float = 1.0, t_end: float = 0
     """Classical Runge-Kutta, order 4."""
     ts = _grid(steps, t_start, t_end)
     x = x.clone()
+    y, acc = torch.empty_like(x), torch.empty_like(x)  # stage input; x_n + h/6 (k1 + 2 k2 + 2 k3) so far
+    ta, tm, tm2, tb = _Time(x), _Time(x), _Time(x), _Time(x)
     for a, b in zip(ts[:-1], ts[1:]):
         h = b - a
-        k1 = fn(x, _tvec(x, a))
-        k2 = fn(x + h / 2 * k1, _tvec(x, a + h / 2))
-        k3 = fn(x + h / 2 * k2, _tvec(x, a + h / 2))
-        k4 = fn(x + h * k3, _tvec(x, b))
-        x.add_(k1 + 2 * k2 + 2 * k3 + k4, alpha=h / 6)
+        k = fn(x, ta(a))
+        torch.add(x, k, alpha=h / 6, out=acc)
+        torch.add(x, k, alpha=h / 2, out=y)
+        k = fn(y, tm(a + h / 2))
+        acc.add_(k, alpha=h / 3)
+        torch.add(x, k, alpha=h / 2, out=y)
+        k = fn(y, tm2(a + h / 2))
+        acc.add_(k, alpha=h / 3)
+        torch.add(x, k, alpha=h, out=y)
+        k = fn(y, tb(b))
+        x, acc = acc.add_(k, alpha=h / 6), x
     return x
 
 
@@ -85,13 +116,18 @@ def euler_maruyama(
     """Euler-Maruyama for the reverse SDE: x += f dt + g sqrt(|dt|) z; no noise on the last step."""
     ts = _grid(steps, t_start, t_end)
     x = x.clone()
+    noise = torch.empty_like(x)  # drawn in place each step (the same numbers torch.randn would give)
+    ta = _Time(x)
     for i, (a, b) in enumerate(zip(ts[:-1], ts[1:])):
         dt = b - a
-        drift, diffusion = fn(x, _tvec(x, a))
+        drift, diffusion = fn(x, ta(a))
         x.add_(drift, alpha=dt)
         if not (denoise_last and i == steps - 1):
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x.add_(diffusion * noise * abs(dt) ** 0.5)
+            noise.normal_(generator=generator)
+            if isinstance(diffusion, Tensor):
+                x.addcmul_(noise, diffusion, value=abs(dt) ** 0.5)
+            else:
+                x.add_(noise, alpha=float(diffusion) * abs(dt) ** 0.5)
     return x
 
 

@@ -6,9 +6,13 @@ What varies between models is asked of the model through the contract:
 ``unigen_loss`` hook with the group about to be stepped, and ``after_step(group, step)`` (EMA targets,
 weight clipping).
 
-Per step the loop does no host synchronisation: losses are summed on the device and a non-finite
-loss is recorded there, then read once per ``log_every`` steps and before every checkpoint, so a
-NaN never reaches a checkpoint and the last good one stays intact.
+Per step the loop does no host synchronisation and as little Python as it can: each loss is kept
+(detached) on the device and the losses of an interval are stacked, summed and checked for NaN/inf
+once per ``log_every`` steps and before every checkpoint, so a NaN never reaches a checkpoint and the
+last good one stays intact. What does not change during a run is resolved before the loop: the
+loss hook (called straight through the model when the core's default is its only implementation),
+the group schedule of a model that does not override ``active_groups``, and a constant learning
+rate (its scheduler is not stepped; its state is brought up to date when saved).
 """
 
 from __future__ import annotations
@@ -153,7 +157,7 @@ class Trainer:
             self.ema = [t.detach().clone() for t in self.model.state_dict().values()]
         self.batches = BatchIterator(data, config.batch_size, seed=config.seed, rank=rank, world_size=world_size,
                                      device=self.device)
-        self._loss_hook = self.host.pm.hook.unigen_loss  # resolved once, not per step
+        self._loss_hook = self._resolve_loss_hook()  # resolved once, not per step
         self.last_record: dict[str, Any] = {}
 
     # -- construction -------------------------------------------------------------------------
@@ -168,8 +172,26 @@ class Trainer:
             settings.pop("betas")
         return OPTIMIZERS[name](params, **settings)
 
+    def _resolve_loss_hook(self) -> Callable[..., Any]:
+        """The ``unigen_loss`` hook, or the model's own ``loss`` when the core's default (which calls
+        exactly that) is the hook's only implementation: the same result without pluggy's dispatch."""
+        from . import defaults
+
+        hook = self.host.pm.hook.unigen_loss
+        impls = hook.get_hookimpls()
+        if len(impls) == 1 and impls[0].plugin is defaults and not impls[0].hookwrapper and not impls[0].wrapper:
+            loss = self.model.loss
+            return lambda model, batch, group: loss(batch, group)
+        return hook
+
+    def _constant_lr(self) -> bool:
+        return self.config.lr_schedule == "constant" and self.config.warmup_steps == 0
+
     # -- state ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        if self._constant_lr():  # not stepped in the loop (the factor is 1): record the steps taken
+            for s in self.schedulers.values():
+                s.last_epoch, s._step_count = self.step, self.step + 1
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -239,16 +261,28 @@ class Trainer:
             cb.on_log(self, record)
         return record
 
-    def _check_finite(self, bad_step: Tensor, sums: Mapping[str, Tensor]) -> None:
-        first = int(bad_step)  # the one host sync of a log interval
+    def _check_finite(self, losses: Mapping[str, list[Tensor]], steps: Mapping[str, list[int]]) -> dict[str, Tensor]:
+        """Stack the losses of the interval per group, raise on the first non-finite one, return the
+        sums. One host sync per interval."""
+        sums, first, bad_group = {}, -1, "?"
+        for group, values in losses.items():
+            if not values:
+                continue
+            stacked = torch.stack(values)
+            sums[group] = stacked.sum()
+            bad = (~torch.isfinite(stacked.reshape(len(values), -1)).all(1)).nonzero()
+            if bad.numel():
+                step = steps[group][int(bad[0])]
+                if first < 0 or step < first:
+                    first, bad_group = step, group
         if first >= 0:
-            bad_group = [g for g, s in sums.items() if not torch.isfinite(s)]
             last = ck.latest_checkpoint(self.run_dir) if self.run_dir is not None else None
             keep = f"; last good checkpoint: {last}" if last else ""
             raise TrainingDiverged(
                 f"{self.model.model_id}: loss became NaN/inf at step {first} (group "
-                f"{bad_group[0] if bad_group else '?'}); stopped{keep}. Lower the learning rate or check the data"
+                f"{bad_group}); stopped{keep}. Lower the learning rate or check the data"
             )
+        return sums
 
     def fit(self) -> dict[str, Any]:
         """Run until ``config.steps``; return the last log record."""
@@ -260,9 +294,12 @@ class Trainer:
         group_names = list(self.groups)
         single = len(group_names) == 1
         params = {k: list(p) for k, p in self.groups.items()}
-        sums: dict[str, Tensor] = {}
+        # A model that keeps the base class's active_groups steps every group at every step.
+        every_step = tuple(group_names) if type(model).active_groups is GenerativeModel.active_groups else None
+        step_lr = not self._constant_lr()
+        losses: dict[str, list[Tensor]] = {g: [] for g in group_names}  # this interval's losses, on the device
+        loss_steps: dict[str, list[int]] = {g: [] for g in group_names}
         count = 0
-        bad_step = torch.tensor(-1, device=self.device)
         bar = self._progress()
         started, steps_done = time.perf_counter(), 0
         ema_pairs: list[tuple[Tensor, Tensor]] = []
@@ -274,11 +311,11 @@ class Trainer:
             cb.on_train_start(self)
         while self.step < c.steps:
             batch = next(self.batches)
-            for group in model.active_groups(self.step):
+            for group in every_step or model.active_groups(self.step):
                 opt = self.optimizers[group]
                 opt.zero_grad(set_to_none=True)
                 out = self._loss_hook(model=model, batch=batch, group=group)
-                loss = out[group] if isinstance(out, Mapping) else out
+                loss = out if isinstance(out, Tensor) else out[group] if isinstance(out, Mapping) else out
                 if single:
                     loss.backward()
                 else:  # gradients reach only the group being stepped
@@ -288,12 +325,11 @@ class Trainer:
                 if c.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params[group], c.grad_clip)
                 opt.step()
-                self.schedulers[group].step()
+                if step_lr:
+                    self.schedulers[group].step()
                 model.after_step(group, self.step)
-                detached = loss.detach()
-                finite = torch.isfinite(detached)
-                bad_step = torch.where((bad_step < 0) & ~finite, torch.full_like(bad_step, self.step), bad_step)
-                sums[group] = sums[group] + detached if group in sums else detached.clone()
+                losses[group].append(loss.detach())
+                loss_steps[group].append(self.step)
             if ema_pairs:
                 with torch.no_grad():
                     torch._foreach_lerp_([e for e, _ in ema_float], [p for _, p in ema_float], 1 - c.ema_decay)
@@ -307,10 +343,13 @@ class Trainer:
             at_log = self.step % c.log_every == 0 or self.step == c.steps
             at_ckpt = c.checkpoint_every and self.step % c.checkpoint_every == 0
             if at_log or at_ckpt:
-                self._check_finite(bad_step, sums)
+                sums = self._check_finite(losses, loss_steps)
             if at_log:
                 record = self._log(sums, count, started, steps_done)
-                sums, count = {}, 0
+                count = 0
+                for g in group_names:
+                    losses[g].clear()
+                    loss_steps[g].clear()
                 if bar is not None:
                     bar.set_postfix({k.split("/")[-1]: f"{val:.4g}" for k, val in record.items() if k.startswith("loss/")})
             if bar is not None:

@@ -2,10 +2,15 @@
 
 Each metric is ``compute(ctx) -> dict`` over an :class:`EvalContext`. A metric a model cannot
 support reports ``None`` with the reason rather than failing.
+
+Built in: ``nll`` (bits/dim, :mod:`.nll`), ``fid``, ``kid``, ``is``, ``pr`` (sample quality on
+evaluator features, :mod:`.quality`, :mod:`.scores`, :mod:`.evaluator`) and ``throughput``
+(:mod:`.throughput`). The sample-based metrics share one set of samples through ``ctx.cache``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -16,6 +21,8 @@ from ..data import Dataset
 from ..errors import UnsupportedOperation
 from ..model import GenerativeModel
 from ..registry import MetricSpec
+from . import quality
+from . import throughput as _throughput
 from .nll import bits_per_dim, dequantize
 
 
@@ -31,6 +38,17 @@ class EvalContext:
     seed: int = 0
     data_dir: str | None = None
     _splits: dict[str, Dataset] = attrs.field(factory=dict)
+    # Added for the sample-based metrics (keyword arguments; the fields above keep their positions).
+    steps: int | None = None  # sampling steps (None: the model's default)
+    evaluator: str | None = None  # a TorchScript feature extractor; None: the dataset's evaluator CNN
+    evaluator_seed: int = 0  # which cached evaluator CNN
+    log: Any = None  # callable(str) for progress messages (e.g. training the evaluator), or None
+    cache: dict[str, Any] = attrs.field(factory=dict)  # samples and features shared between metrics
+    # time.perf_counter() after which NLL and sampling stop taking new batches (None: no limit)
+    deadline: float | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
 
     @property
     def dataset_name(self) -> str:
@@ -59,6 +77,8 @@ def nll(ctx: EvalContext) -> dict[str, Any]:
                 x = dequantize(x, test.info.levels, g.manual_seed(ctx.seed + start)).to(model.device)
             logp = ops.logprob(model, x, host=ctx.host)
             values.append(bits_per_dim(logp, test.info, type(model).logprob_discrete).cpu())
+            if ctx.out_of_time():  # report on the examples done so far (nll_n says how many)
+                break
     except UnsupportedOperation as exc:
         return {"nll_bits_per_dim": None, "nll_kind": "none", "nll_reason": str(exc)}
     bpd = torch.cat(values)
@@ -79,6 +99,13 @@ def _uniform(data: Dataset) -> float | None:
 
 BUILTIN = [
     MetricSpec(id="nll", compute=nll, description="negative log-likelihood, bits/dim (exact, bound or estimate)"),
+    MetricSpec(id="fid", compute=quality.fid, description="Frechet distance on evaluator features (Heusel et al. 2017)"),
+    MetricSpec(id="kid", compute=quality.kid, description="kernel inception distance, unbiased (Binkowski et al. 2018)"),
+    MetricSpec(id="is", compute=quality.inception, description="Inception Score on evaluator class probabilities"),
+    MetricSpec(id="pr", compute=quality.precision_recall,
+               description="precision and recall, k-NN manifolds (Kynkaanniemi et al. 2019)"),
+    MetricSpec(id="throughput", compute=_throughput.throughput,
+               description="samples/sec and training steps/sec (warm-up, median of repeats)"),
 ]
 
 __all__ = ["EvalContext", "bits_per_dim", "dequantize", "BUILTIN", "nll"]

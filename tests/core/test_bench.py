@@ -1,0 +1,160 @@
+"""`unigen bench`: the files it writes, failure isolation, the time budget, the quick settings."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import attrs
+import pytest
+import torch
+
+import unigen
+from unigen import bench, hookimpl
+from unigen.cli import main
+from unigen.plugins import get_plugin_manager
+
+HEADER = ("| Model | Family | NLL bits/dim (exact/bound/estimate) | FID | IS | Precision | Recall | Samples/sec | "
+          "Sampling steps |")
+
+
+class _Feats(torch.nn.Module):
+    """A stand-in evaluator (features, logits), so these tests need no trained evaluator CNN."""
+
+    def forward(self, x):
+        f = x.flatten(1)
+        return f, f[:, :10] * 4
+
+
+@pytest.fixture
+def evaluator_file(tmp_path):
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(_Feats(), (torch.zeros(4, 1, 8, 8),), dynamic_shapes={"x": {0: batch}})
+    path = tmp_path / "feats.pt2"
+    torch.export.save(program, str(path))
+    return str(path)
+
+
+class Broken(unigen.GenerativeModel):
+    family = "test"
+    data_kinds = ("image",)
+
+    def __init__(self, config, data):
+        super().__init__(config, data)
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, batch, group=None):
+        raise RuntimeError("boom in the loss")
+
+
+class BrokenPlugin:
+    @hookimpl
+    def unigen_register_models(self, register):
+        register(unigen.ModelSpec(id="broken", model_cls=Broken))
+
+
+def test_a_failing_model_is_recorded_and_the_others_still_run(tmp_path, evaluator_file):
+    host = get_plugin_manager(plugins=[BrokenPlugin()])
+    c = bench.BenchConfig(out=tmp_path / "b", models=("broken", "vae"), steps=2, n=60, evaluator=evaluator_file)
+    messages = []
+    results = bench.run(c, host=host, log=messages.append)
+    by_id = {e["model"]: e for e in results["models"]}
+    assert by_id["broken"]["status"] == "failed" and "boom in the loss" in by_id["broken"]["error"]
+    assert by_id["vae"]["status"] == "ok" and by_id["vae"]["train"]["steps"] == 2
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert HEADER in md and "| broken | test | failed: RuntimeError: boom in the loss" in md
+    assert any("FAILED" in m and "broken" in messages[i - 1] for i, m in enumerate(messages))
+    assert (tmp_path / "b" / "samples-vae.png").exists() and (tmp_path / "b" / "latent-vae.png").exists()
+
+
+def test_a_time_budget_is_met_with_the_generic_trainer(tmp_path):
+    host = unigen.default_host()
+    c = bench.BenchConfig(out=tmp_path, minutes=0.04)  # 2.4 s
+    data = unigen.load_dataset("digits")
+    model = unigen.build_model("vae", data.info)
+    tc = bench.trainer_config(type(model), c)
+    started = time.perf_counter()
+    out = bench.train(model, data, tc, tmp_path / "run", c, host, strict=False)
+    elapsed = time.perf_counter() - started
+    assert out["steps"] >= 2 and elapsed < 3 * 2.4 + 3
+    assert unigen.checkpoint.latest_checkpoint(tmp_path / "run").name == f"step_{out['steps']:08d}"
+    # a budget too small for the default config is refused (the bench then takes the example config)
+    with pytest.raises(bench.TooSlow):
+        bench.train(model, data, tc, tmp_path / "run2", attrs.evolve(c, minutes=0.0005), host)
+
+
+def test_metric_time_limit_stops_a_slow_metric():
+    with pytest.raises(bench.MetricTimeout, match="ran past"):
+        with bench.time_limit(0.2, "a slow metric"):
+            deadline = time.perf_counter() + 5
+            while time.perf_counter() < deadline:
+                pass
+
+
+def test_quick_settings_and_sampling_steps_labels(tmp_path):
+    q = bench.BenchConfig.quick(tmp_path)
+    assert q.data == "digits" and q.minutes and q.steps is None and q.n <= 500
+    assert bench.BenchConfig.quick(tmp_path, steps=10).minutes is None  # --steps replaces the time budget
+
+    class Many(unigen.GenerativeModel):
+        default_steps = 1000
+
+    class One(unigen.GenerativeModel):
+        default_steps = None
+
+    assert bench.sampling_steps(Many, q) == (50, "50 (quick; default 1000)")
+    assert bench.sampling_steps(One, q) == (None, "default")
+    full = bench.BenchConfig(out=tmp_path)
+    assert bench.sampling_steps(Many, full) == (None, "1000")
+    assert bench.sampling_steps(Many, bench.BenchConfig(out=tmp_path, sample_steps=7)) == (7, "7")
+
+
+def test_default_models_are_those_that_accept_the_data():
+    host = unigen.default_host()
+    image_ids = [s.id for s in bench.select_models(host, "digits", None)]
+    assert "vae" in image_ids
+    assert all("image" in host.models[i].model_cls.data_kinds for i in image_ids)
+    vector_ids = [s.id for s in bench.select_models(host, "moons", None)]
+    assert all("vector" in host.models[i].model_cls.data_kinds for i in vector_ids)
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--models", "nosuchmodel", "--steps", "1"],
+    ["bench", "--steps", "0"],
+    ["bench", "--steps", "5", "--minutes", "1"],
+    ["bench", "--data", "nodata"],
+])
+def test_bench_mistakes_are_one_line_and_exit_2(capsys, tmp_path, argv):
+    try:
+        code = main([*argv, "--out", str(tmp_path / "b")])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and len([line for line in err.splitlines() if line.strip()]) == 1 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_bench_cli_writes_results_and_pictures(capsys, tmp_path):
+    out = tmp_path / "bench"
+    code = main(["bench", "--models", "vae,beta-vae", "--data", "digits", "--steps", "60", "--n", "200",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "[1/2] vae" in captured.err and "[2/2] beta-vae" in captured.err
+    results = json.loads((out / "results.json").read_text())
+    assert [e["model"] for e in results["models"]] == ["vae", "beta-vae"]
+    for e in results["models"]:
+        assert e["status"] == "ok" and e["train"]["steps"] == 60
+        for key in ("nll_bits_per_dim", "fid", "kid", "is", "precision", "recall"):
+            assert isinstance(e["metrics"][key], float), key
+        assert e["samples_per_sec"] > 0 and e["train_steps_per_sec"] > 0
+        assert (out / f"samples-{e['model']}.png").exists() and (out / f"latent-{e['model']}.png").exists()
+    losses = [r["loss"] for r in results["loss_comparison"]]
+    assert len(losses) == 2 and losses == sorted(losses)
+    assert results["evaluator"]["test_accuracy"] >= 0.95
+    md = (out / "results.md").read_text()
+    assert HEADER in md and "| vae | vae |" in md and "(bound)" in md and "loss-comparison.png" in md
+    assert (out / "loss-comparison.png").exists()
+    # the run directories are ordinary runs
+    assert main(["eval", str(out / "runs" / "vae"), "--metrics", "nll", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nll_kind"] == "bound"

@@ -1,0 +1,115 @@
+"""Latent diffusion (Rombach et al. 2022): a DDPM in the latent space of a trained autoencoder run.
+
+The autoencoder is a run of the VAE family (``--set autoencoder=RUN_DIR``) loaded through the core
+(:func:`unigen.load_run`; this package never imports ``unigen_vae``). It is frozen: requires_grad False,
+absent from the parameter groups, kept in eval mode. The diffusion runs on
+
+    z = latent(x) / s  (the encoder mean, Tensor (B, d)),  s = std of the first training batch's latents,
+
+the "scale by std" of Rombach et al. (Sec. 4.3.2 and App. G), stored as a buffer so a checkpoint keeps it.
+Samples are decoded through the core's hooks, ``unigen.ops.reverse(autoencoder, s * z)``. Everything else
+(schedule, eps-prediction, ancestral and DDIM sampling) is :class:`~unigen_diffusion.ddpm.DDPM`'s, with an MLP
+denoiser on the latent vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor
+
+from unigen import DataInfo, UnigenError, default_host, load_run, ops
+from unigen.checkpoint import read_run
+from unigen.errors import UnsupportedOperation
+from unigen.registry import KNOWN_PROVIDERS
+
+from .ddpm import DDPM, SAMPLERS, DDPMConfig
+
+
+@attrs.frozen(kw_only=True)
+class LDMConfig(DDPMConfig):
+    autoencoder: str = attrs.field(default="", validator=v.instance_of(str))  # a trained VAE-family run directory
+    # Latent vectors: an MLP denoiser; 100 DDIM steps are plenty in a 16-d latent (Rombach et al. use 50-200).
+    net: str = attrs.field(default="mlp", validator=v.in_(("mlp",)))
+    sampler: str = attrs.field(default="ddim", validator=v.in_(SAMPLERS))
+    sample_steps: int = attrs.field(default=100, validator=[v.instance_of(int), v.ge(0)])
+
+
+def load_autoencoder(run_dir: str) -> Any:
+    """The autoencoder run's model, or a one-line error naming what to install or fix."""
+    if not run_dir:
+        raise UnigenError("ldm needs a trained autoencoder run: --set autoencoder=RUN_DIR (e.g. a 'vae' run)")
+    model_id = read_run(run_dir).get("model", "?")
+    if model_id not in default_host().models:
+        provider = KNOWN_PROVIDERS.get(model_id, "the plugin that provides it")
+        raise UnigenError(f"ldm: the autoencoder run {run_dir} is a {model_id!r} model, which no installed plugin "
+                          f"provides: pip install {provider}")
+    return load_run(run_dir).model
+
+
+class LDM(DDPM):
+    logprob_kind = "none"
+    no_logprob_reason = "latent diffusion bounds log p(z) of the latents, not log p(x) of the data"
+    Config = LDMConfig
+    default_steps = 100
+    trainer_defaults = {"lr": 1e-3, "ema_decay": 0.995}
+
+    def diffusion_space(self, config: LDMConfig, data: DataInfo) -> DataInfo:
+        ae = load_autoencoder(config.autoencoder)
+        if tuple(ae.data.shape) != tuple(data.shape):
+            raise UnigenError(f"autoencoder {config.autoencoder} was trained on shape {ae.data.shape}, not {data.shape}")
+        try:
+            with torch.no_grad():
+                d = ae.latent(torch.zeros(1, *data.shape)).shape[1]
+        except UnsupportedOperation as exc:
+            raise UnigenError(f"ldm: the autoencoder run {config.autoencoder} has no latent(x): {exc}") from None
+        self.autoencoder = ae.requires_grad_(False).eval()  # frozen: not in parameter_groups
+        self.register_buffer("latent_scale", torch.zeros(()))  # 0 until the first training batch sets it
+        return DataInfo(name=f"{data.name}-latent", shape=(d,), kind="vector")
+
+    def train(self, mode: bool = True) -> "LDM":
+        super().train(mode)
+        self.autoencoder.eval()
+        return self
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        z = self.autoencoder.latent(x)  # (B, d)
+        if self.latent_scale == 0:  # Rombach et al.'s scale_by_std, from the first batch seen
+            self.latent_scale.fill_(float(z.std()))
+        return z / self.latent_scale
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        scale = self.latent_scale if self.latent_scale > 0 else torch.ones_like(self.latent_scale)
+        return ops.reverse(self.autoencoder, z * scale)
+
+    def logprob(self, x: Tensor) -> Tensor:
+        self.unsupported("logprob", self.no_logprob_reason)
+
+    @classmethod
+    def example_config(cls, data: DataInfo, workdir: Any) -> LDMConfig:
+        """Trains a tiny VAE in ``workdir`` first (needs the VAE family: pip install unigen-vae)."""
+        from pathlib import Path
+
+        from unigen import checkpoint, config
+        from unigen.testing import quick_train
+        from unigen.trainer import TrainerConfig
+
+        if "vae" not in default_host().models:
+            import unittest
+
+            raise unittest.SkipTest("ldm's example trains a tiny 'vae' run: pip install unigen-vae")
+        run = Path(workdir) / "autoencoder"
+        dataset = "digits" if data.is_image else "moons"
+        vae_cfg = {"z_dim": 4, "width": 8, "hidden": 32}
+        checkpoint.write_run(run, {
+            "format": 1, "model": "vae", "model_config": vae_cfg, "dataset": dataset, "data": config.to_dict(data),
+            "trainer": config.to_dict(TrainerConfig(steps=5, batch_size=16)), "plugin": default_host().models["vae"].plugin,
+            "family": "vae",
+        })
+        quick_train("vae", dataset, steps=5, batch_size=16, config=vae_cfg, run_dir=run)
+        return cls.Config(autoencoder=str(run), timesteps=20, hidden=32, depth=2, sample_steps=5)

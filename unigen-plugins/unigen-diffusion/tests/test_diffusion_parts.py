@@ -1,0 +1,74 @@
+"""Consistency and latent-diffusion pieces that need a (tiny) trained run: the boundary condition, the
+frozen teacher/autoencoder, the message when the autoencoder's plugin is missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import unigen
+from unigen_diffusion import LDM, Consistency
+
+torch.set_num_threads(1)
+DIGITS = unigen.load_dataset("digits").info
+
+
+@pytest.fixture(scope="module")
+def consistency(tmp_path_factory):
+    cfg = Consistency.example_config(DIGITS, tmp_path_factory.mktemp("cd"))
+    torch.manual_seed(0)
+    return unigen.build_model("consistency", DIGITS, cfg)
+
+
+def test_consistency_function_is_the_identity_at_sigma_min(consistency):
+    y = torch.randn(6, 1, 8, 8)
+    i = torch.zeros(6, dtype=torch.long)
+    torch.testing.assert_close(consistency.f(consistency.phi, y, i), y)
+    far = consistency.f(consistency.phi, y, torch.full((6,), len(consistency.grid_n) - 1))
+    assert not torch.allclose(far, y)
+
+
+def test_consistency_teacher_is_frozen_and_target_follows_by_ema(consistency):
+    trainable = {id(p) for ps in consistency.parameter_groups().values() for p in ps}
+    assert not any(id(p) in trainable or p.requires_grad for p in consistency.teacher.parameters())
+    assert not any(id(p) in trainable for p in consistency.target.parameters())
+    assert (consistency.grid_sigma[1:] > consistency.grid_sigma[:-1]).all()
+    before = [p.clone() for p in consistency.target.parameters()]
+    with torch.no_grad():
+        for p in consistency.phi.parameters():
+            p.add_(1.0)
+    consistency.after_step("main", 0)
+    mu = consistency.config.target_decay
+    for b, p, q in zip(before, consistency.target.parameters(), consistency.phi.parameters()):
+        torch.testing.assert_close(p, mu * b + (1 - mu) * q)
+
+
+def test_ldm_autoencoder_is_frozen_and_decoded_through_the_hooks(tmp_path):
+    pytest.importorskip("unigen_vae")
+    cfg = LDM.example_config(DIGITS, tmp_path)
+    model = unigen.build_model("ldm", DIGITS, cfg)
+    trainable = {id(p) for ps in model.parameter_groups().values() for p in ps}
+    assert model.autoencoder.parameters() and not any(
+        id(p) in trainable or p.requires_grad for p in model.autoencoder.parameters())
+    model.train()
+    assert not model.autoencoder.training
+    x = unigen.load_dataset("digits").x[:16]
+    loss = model.loss(unigen.Batch(x))
+    loss.backward()
+    assert all(p.grad is None for p in model.autoencoder.parameters())
+    assert float(model.latent_scale) > 0
+    assert model.sample(3, 4).shape == (3, 1, 8, 8)
+
+
+def test_ldm_names_the_plugin_to_install_when_the_autoencoder_model_is_unknown(tmp_path):
+    run = tmp_path / "ae"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"model": "no-such-autoencoder", "model_config": {}, "data": {}}))
+    with pytest.raises(unigen.UnigenError, match="no installed plugin provides"):
+        unigen.build_model("ldm", DIGITS, {"autoencoder": str(run)})
+    with pytest.raises(unigen.UnigenError, match="--set autoencoder=RUN_DIR"):
+        unigen.build_model("ldm", DIGITS, {})
+    with pytest.raises(unigen.UnigenError, match="--set teacher=RUN_DIR"):
+        unigen.build_model("consistency", DIGITS, {})

@@ -1,0 +1,64 @@
+"""It learns: short real training runs with the generic trainer, against the untrained model."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+import torch
+
+import unigen
+from unigen.data.toy import sample_toy
+from unigen.metrics.mmd import mmd2
+from unigen.testing import quick_train, untrained
+
+pytestmark = pytest.mark.slow
+DIGIT_SCALES = (2.0, 4.0, 8.0)  # pairwise distances between 8x8 digits in [-1, 1] are ~6
+
+
+def _samples(model, n: int, seed: int = 1) -> torch.Tensor:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return model.sample(n)
+
+
+def test_wgan_gp_learns_moons():
+    ref = sample_toy("moons", 1000, seed=7)
+    before = float(mmd2(_samples(untrained("wgan-gp", "moons", overrides=["z_dim=2", "hidden=64"]), 1000), ref))
+    model = quick_train("wgan-gp", "moons", steps=3000, batch_size=256, overrides=["z_dim=2", "hidden=64"],
+                        trainer={"lr": 5e-4, "betas": (0.5, 0.9)})
+    after = float(mmd2(_samples(model, 1000), ref))
+    assert after < 0.1 * before
+    # Not asserted, because it does not hold within this CPU budget (see the family's report): the
+    # issue asks for MMD far below a standard normal's; measured, ~0.11 against the normal's ~0.12.
+
+
+def test_gan_generates_recognisable_digits():
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = unigen.load_dataset("digits"), unigen.load_dataset("digits", "test")
+    clf = LogisticRegression(max_iter=2000, C=0.5).fit(train.x.flatten(1).numpy(), train.y.numpy())
+    before = float(mmd2(_samples(untrained("gan", train, overrides=["width=16"]), 500), test.x, DIGIT_SCALES))
+    model = quick_train("gan", train, steps=600, overrides=["width=16"])
+    x = _samples(model, 500)
+    after = float(mmd2(x, test.x, DIGIT_SCALES))
+    assert after < 0.02 * before
+    probs = clf.predict_proba(x.flatten(1).numpy())
+    classes = np.bincount(probs.argmax(1), minlength=10)
+    assert (probs.max(1) > 0.5).mean() > 0.6  # most samples read clearly as one digit
+    assert (classes > 10).sum() >= 8  # and the samples cover the digits, not one mode
+
+
+def test_stylegan_trains_on_digits_and_truncation_reduces_variance():
+    test = unigen.load_dataset("digits", "test")
+    sets = ["width=16"]
+    before = float(mmd2(_samples(untrained("stylegan", "digits", overrides=sets), 500), test.x, DIGIT_SCALES))
+    model = quick_train("stylegan", "digits", steps=300, overrides=sets)
+    after = float(mmd2(_samples(model, 500), test.x, DIGIT_SCALES))
+    assert after < 0.4 * before
+    spread = {}
+    for psi in (1.0, 0.7, 0.3):
+        model.config = attrs.evolve(model.config, truncation=psi)  # what `--set truncation=psi` does
+        spread[psi] = float(_samples(model, 500).var(0).sum())
+    assert spread[0.3] < spread[0.7] < spread[1.0]
+    assert spread[0.3] < 0.7 * spread[1.0]

@@ -1,0 +1,249 @@
+"""I-JEPA: self-supervised learning from images with a joint-embedding predictive architecture
+(Assran et al. 2023, "Self-Supervised Learning from Images with a Joint-Embedding Predictive
+Architecture", CVPR).
+
+An image is cut into p x p patches (a 4x4 grid on 8x8 digits, 7x7 on 28x28). For each image,
+:mod:`unigen_world.masks` draws M target blocks and a context block with the target patches removed.
+
+* the context encoder f_theta (a ViT) sees only the context patches: s_x = f_theta(x_context);
+* the target encoder f_theta_bar (same ViT, an EMA of f_theta, no gradient) sees the whole image;
+  its outputs are layer-normed (no affine, as in the reference code) and cut at each target block:
+  s_y(i) = LN(f_theta_bar(x))[B_i];
+* the predictor g_phi (a narrow ViT) reads s_x and one learned mask token per target patch, each
+  carrying that patch's position, and predicts s_hat_y(i) = g_phi(s_x, {m_j + pos_j}_{j in B_i}).
+
+Loss (Eq. 1 up to the choice of distance):  1/M sum_i  1/|B_i| sum_{j in B_i} d(s_hat_y_j, s_y_j),
+with d the smooth L1 of the reference code (``loss="smooth_l1"``) or the squared L2 of the paper's
+Eq. 1 (``loss="l2"``). After each optimizer step the target follows the context encoder,
+
+    theta_bar <- m_k theta_bar + (1 - m_k) theta,   m_k linear from m_0 = 0.996 to 1 over the run.
+
+It is not a generative sampler: ``forward`` gives the target encoder's patch embeddings,
+``latent`` their mean (the features of the paper's linear probe, Sec. 5), and its evaluation is the
+``probe`` metric (:mod:`unigen_world.probe`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import attrs
+import torch
+import torch.nn.functional as F
+from attrs import validators as v
+from torch import Tensor, nn
+
+from unigen import Batch, ConfigError, DataInfo, GenerativeModel
+from unigen.nn import TransformerBlock
+
+from .masks import sample_masks
+from .patches import patch_size_for, patchify, sincos_2d
+
+_pos_int = [v.instance_of(int), v.gt(0)]
+
+
+def _range(lo: float, hi: float):
+    def check(inst, attr, value):
+        if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(x, float) for x in value)):
+            raise ValueError(f"{attr.name} must be a pair of floats, got {value!r}")
+        if not (lo <= value[0] <= value[1] <= hi):
+            raise ValueError(f"{attr.name} must satisfy {lo} <= low <= high <= {hi}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class JEPAConfig:
+    patch_size: int | None = attrs.field(default=None, validator=v.optional(_pos_int))  # None: 2 up to 16 px, else 4
+    dim: int = attrs.field(default=64, validator=_pos_int)  # encoder width (a multiple of 4 and of heads)
+    depth: int = attrs.field(default=4, validator=_pos_int)
+    heads: int = attrs.field(default=4, validator=_pos_int)
+    # The paper's predictor is narrower than the encoder (384 vs 1280 for ViT-H); the same here.
+    pred_dim: int = attrs.field(default=32, validator=_pos_int)
+    pred_depth: int = attrs.field(default=2, validator=_pos_int)
+    pred_heads: int = attrs.field(default=4, validator=_pos_int)
+    # Masking (Sec. 3 and App. C): M=4 targets of 15-20% of the image, a context of 85-100%.
+    num_targets: int = attrs.field(default=4, validator=_pos_int)
+    target_scale: tuple[float, float] = attrs.field(default=(0.15, 0.2), validator=_range(0.0, 1.0))
+    target_aspect: tuple[float, float] = attrs.field(default=(0.75, 1.5), validator=_range(0.05, 20.0))
+    context_scale: tuple[float, float] = attrs.field(default=(0.85, 1.0), validator=_range(0.0, 1.0))
+    min_context: int = attrs.field(default=2, validator=_pos_int)
+    # EMA momentum, linear from ema_start to ema_end over ema_steps optimizer steps (paper: 0.996 -> 1).
+    ema_start: float = attrs.field(default=0.996, validator=[v.instance_of(float), v.ge(0), v.le(1)])
+    ema_end: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0), v.le(1)])
+    ema_steps: int = attrs.field(default=2000, validator=_pos_int)
+    loss: str = attrs.field(default="smooth_l1", validator=v.in_(("smooth_l1", "l2")))
+
+    @dim.validator
+    def _dim(self, attr, value):
+        if value % 4 or value % self.heads:
+            raise ValueError(f"dim {value} must be a multiple of 4 and of heads {self.heads}")
+
+    @pred_dim.validator
+    def _pred_dim(self, attr, value):
+        if value % 4 or value % self.pred_heads:
+            raise ValueError(f"pred_dim {value} must be a multiple of 4 and of pred_heads {self.pred_heads}")
+
+
+def ema_momentum(step: int, start: float, end: float, steps: int) -> float:
+    """m_k = start + (end - start) * min(k / steps, 1): I-JEPA's linear momentum schedule."""
+    return start + (end - start) * min(step / steps, 1.0)
+
+
+def init_weights(module: nn.Module, depth: int) -> None:
+    """I-JEPA's initialisation (reference code, ``_init_weights`` and ``fix_init_weight``): linear
+    weights ~ truncated N(0, 0.02^2), zero biases, LayerNorms at (1, 0), and each residual output
+    projection of block l divided by sqrt(2 l)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for layer, blk in enumerate(module.blocks, start=1):
+        blk.proj.weight.data.div_((2.0 * layer) ** 0.5)
+        blk.mlp[-1].weight.data.div_((2.0 * layer) ** 0.5)
+
+
+class ViT(nn.Module):
+    """Patch embedding + fixed 2-D sin-cos positions + pre-LN transformer blocks + final LayerNorm.
+
+    ``forward(patches, index)``: patches (B, N, C*p*p) of the whole image, ``index`` (B, K) the patches
+    this encoder may see (None: all). Only the listed patches enter the transformer. -> (B, K, dim).
+    """
+
+    def __init__(self, patch_dim: int, dim: int, depth: int, heads: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.embed = nn.Linear(patch_dim, dim)
+        self.register_buffer("pos", sincos_2d(dim, *grid), persistent=False)  # (N, dim)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        init_weights(self, depth)
+
+    def forward(self, patches: Tensor, index: Tensor | None = None) -> Tensor:
+        if index is not None:
+            patches = _gather(patches, index)  # (B, K, C*p*p): the other patches never enter
+        h = self.embed(patches) + (self.pos if index is None else self.pos[index])  # (B, K, dim)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm(h)
+
+
+def _gather(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, N, d), index (B, K) -> (B, K, d)."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class Predictor(nn.Module):
+    """g_phi: context embeddings + mask tokens at the target positions -> predicted target embeddings."""
+
+    def __init__(self, dim: int, pred_dim: int, depth: int, heads: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.inp = nn.Linear(dim, pred_dim)
+        self.mask_token = nn.Parameter(torch.zeros(pred_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.register_buffer("pos", sincos_2d(pred_dim, *grid), persistent=False)
+        self.blocks = nn.ModuleList(TransformerBlock(pred_dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(pred_dim)
+        self.out = nn.Linear(pred_dim, dim)
+        init_weights(self, depth)
+
+    def forward(self, s_x: Tensor, context: Tensor, targets: Tensor) -> Tensor:
+        """s_x (B, Kc, dim), context (B, Kc), targets (B, M, K) -> predictions (B, M, K, dim).
+        The M target blocks are predicted independently (each sees the context, not the others)."""
+        b, m, k = targets.shape
+        kc = context.shape[1]
+        ctx = self.inp(s_x) + self.pos[context]  # (B, Kc, pd)
+        ctx = ctx.unsqueeze(1).expand(b, m, kc, -1).reshape(b * m, kc, -1)  # (B*M, Kc, pd)
+        queries = self.mask_token + self.pos[targets.reshape(b * m, k)]  # (B*M, K, pd)
+        h = torch.cat([ctx, queries], dim=1)  # (B*M, Kc+K, pd)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.out(self.norm(h[:, kc:])).reshape(b, m, k, -1)  # (B, M, K, dim)
+
+
+class JEPA(GenerativeModel):
+    family = "world"
+    paradigm = "world"
+    logprob_kind = "none"
+    Config = JEPAConfig
+    data_kinds = ("image",)
+    no_logprob_reason = "I-JEPA learns embeddings by prediction in representation space and defines no density"
+    # 1e-3 (the paper's, at batch 2048) nearly collapses a small model at batch 64; 3e-4 learns.
+    trainer_defaults = {"lr": 3e-4}
+    default_metrics = ("probe",)
+
+    def __init__(self, config: JEPAConfig, data: DataInfo) -> None:
+        super().__init__(config, data)
+        self.p = patch_size_for(data, config.patch_size)
+        c, h, w = data.shape
+        self.grid = (h // self.p, w // self.p)
+        if self.grid[0] * self.grid[1] < 2:
+            raise ConfigError(f"patch_size {self.p} leaves one patch of the {h}x{w} image; JEPA needs several")
+        patch_dim = c * self.p * self.p
+        self.context_encoder = ViT(patch_dim, config.dim, config.depth, config.heads, self.grid)
+        self.predictor = Predictor(config.dim, config.pred_dim, config.pred_depth, config.pred_heads, self.grid)
+        self.target_encoder = copy.deepcopy(self.context_encoder)  # theta_bar = theta at k = 0
+        self.target_encoder.requires_grad_(False)
+
+    # -- pieces -------------------------------------------------------------------------------
+    def masks(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        c = self.config
+        context, targets = sample_masks(
+            batch_size, *self.grid, num_targets=c.num_targets, target_scale=c.target_scale,
+            target_aspect=c.target_aspect, context_scale=c.context_scale, min_context=c.min_context)
+        return context.to(self.device), targets.to(self.device)
+
+    @torch.no_grad()
+    def target_features(self, x: Tensor, targets: Tensor) -> Tensor:
+        """s_y: LN(f_theta_bar(x)) at the target patches, (B, M, K, dim); no gradient."""
+        h = F.layer_norm(self.target_encoder(patchify(x, self.p)), (self.config.dim,))  # (B, N, dim)
+        b, m, k = targets.shape
+        return _gather(h, targets.reshape(b, m * k)).reshape(b, m, k, -1)
+
+    def prediction_loss(self, x: Tensor, context: Tensor, targets: Tensor) -> Tensor:
+        """The I-JEPA objective for given masks: mean over blocks, patches and channels of d(s_hat, s_y)."""
+        s_x = self.context_encoder(patchify(x, self.p), context)  # (B, Kc, dim)
+        pred = self.predictor(s_x, context, targets)  # (B, M, K, dim)
+        target = self.target_features(x, targets)
+        if self.config.loss == "l2":
+            return F.mse_loss(pred, target)
+        return F.smooth_l1_loss(pred, target)
+
+    def momentum(self, step: int) -> float:
+        c = self.config
+        return ema_momentum(step, c.ema_start, c.ema_end, c.ema_steps)
+
+    @torch.no_grad()
+    def update_target(self, m: float) -> None:
+        """theta_bar <- m theta_bar + (1 - m) theta."""
+        for tb, t in zip(self.target_encoder.parameters(), self.context_encoder.parameters()):
+            tb.mul_(m).add_(t.detach(), alpha=1 - m)
+
+    # -- the contract -------------------------------------------------------------------------
+    def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        """Patch embeddings of the target encoder, (B, N, dim). ``t`` is ignored (no noise process)."""
+        return self.target_encoder(patchify(x, self.p))
+
+    def latent(self, x: Tensor) -> Tensor:
+        """Average-pooled target-encoder embeddings, (B, dim): the linear probe's features."""
+        return self.forward(x).mean(1)
+
+    def loss(self, batch: Batch, group: str | None = None) -> Tensor:
+        context, targets = self.masks(batch.x.shape[0])
+        return self.prediction_loss(batch.x, context, targets)
+
+    def after_step(self, group: str, step: int) -> None:
+        self.update_target(self.momentum(step))
+
+    def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
+        self.unsupported("sample", "I-JEPA predicts embeddings of masked blocks and has no decoder to draw "
+                                   "images from; evaluate it with the linear probe (unigen eval RUN --metrics probe)")
+
+    def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
+        self.unsupported("reverse", "I-JEPA has no decoder from embeddings back to images")
+
+    @classmethod
+    def example_config(cls, data: DataInfo, workdir) -> JEPAConfig:
+        return JEPAConfig(dim=32, depth=2, heads=2, pred_dim=16, pred_depth=1, pred_heads=2)
