@@ -267,7 +267,8 @@ def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, step
         return time.perf_counter() - started
 
     ta, tb, ratios = paired(trainer_run, lambda: bare.run(steps), repeats)
-    return {"ratio": stats(ratios), "trainer_ms_per_step": stats(ta, 1e3 / steps),
+    return {"ratio": stats(ratios), "extra_us_per_step": stats([a - b for a, b in zip(ta, tb)], 1e6 / steps),
+            "trainer_ms_per_step": stats(ta, 1e3 / steps),
             "bare_ms_per_step": stats(tb, 1e3 / steps), "batch_size": batch_size, "steps_per_repeat": steps,
             "target": OVERHEAD_TARGET, "ok": statistics.median(ratios) <= OVERHEAD_TARGET}
 
@@ -288,8 +289,9 @@ def section_trainer_overhead(ctx: "Context") -> dict[str, Any]:
                 raise ValueError(f"{model_id} has several parameter groups; the bare loop covers one")
             nparams = sum(p.numel() for p in model.parameters())
             ctx.log(f"trainer overhead: {model_id} on {data.info.name} ({nparams} parameters)")
-            steps = 60 if ctx.quick else 150
-            res = trainer_vs_bare(model, data, 128, steps, 7 if ctx.quick else 15, ctx.host, ctx.device.type)
+            # many short pairs: the median of per-pair ratios resolves a few per cent on a busy machine
+            steps = 30 if ctx.quick else 50
+            res = trainer_vs_bare(model, data, 128, steps, 15 if ctx.quick else 41, ctx.host, ctx.device.type)
             out[label] = {"model": model_id, "data": data.info.name, "parameters": nparams, **res}
         except Exception as exc:
             out[label] = {"model": model_id, "error": _error(exc)}
@@ -475,7 +477,12 @@ def compile_networks(model: nn.Module) -> int:
     """torch.compile every direct child module holding parameters; returns how many."""
     k = 0
     for name, child in list(model.named_children()):
-        if any(True for _ in child.parameters()):
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)):
+            for sub_name, sub in list(child.named_children()):  # containers are iterated, not called
+                if type(sub).forward is not nn.Module.forward and any(True for _ in sub.parameters()):
+                    child[int(sub_name) if isinstance(child, nn.ModuleList) else sub_name] = torch.compile(sub, dynamic=False)
+                    k += 1
+        elif type(child).forward is not nn.Module.forward and any(True for _ in child.parameters()):
             setattr(model, name, torch.compile(child, dynamic=False))
             k += 1
     return k
@@ -552,13 +559,21 @@ def section_compile(ctx: "Context") -> dict[str, Any]:
 
 
 # -- section: memory --------------------------------------------------------------------------------------
-def _peak_rss_mb(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Run ``cmd``; its own peak RSS in MiB (from wait4, not the cumulative children figure)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()[-500:] if proc.stderr else ""
-    proc.stdout.close(), proc.stderr.close()
-    return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), err
+_LAUNCHER = """import json, os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = p.stderr.read().decode()[-500:]
+_, status, usage = os.wait4(p.pid, 0)
+print(json.dumps([usage.ru_maxrss, os.waitstatus_to_exitcode(status), err]))
+"""
+
+
+def _peak_rss_mb(cmd: list[str]) -> tuple[float, int, str]:
+    """Run ``cmd``; its own peak RSS in MiB (wait4's figure for that process alone). It is started from
+    a small launcher process: Linux carries the RSS high-water mark of the process that forks into the
+    child's figure, and this process is large by now."""
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], capture_output=True, text=True)
+    kb, code, err = json.loads(done.stdout.strip().splitlines()[-1])
+    return kb / 1024, code, err
 
 
 def section_memory(ctx: "Context") -> dict[str, Any]:
@@ -831,7 +846,8 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append(f"  {label:6s} {row.get('model')}: error: {row['error']}")
             continue
         lines.append(f"  {label:6s} {row['model']} on {row['data']}, batch {row['batch_size']}: ratio "
-                     f"{_fmt(row['ratio'])} {'ok' if row['ok'] else 'ABOVE TARGET'};  trainer "
+                     f"{_fmt(row['ratio'])} {'ok' if row['ok'] else 'ABOVE TARGET'};  trainer - bare "
+                     f"{_fmt(row['extra_us_per_step'], ' us')};  trainer "
                      f"{_fmt(row['trainer_ms_per_step'], ' ms')}  bare {_fmt(row['bare_ms_per_step'], ' ms')} per step")
     sm = r.get("samplers", {})
     if "core" in sm or "models" in sm:
