@@ -79,6 +79,19 @@ def test_active_groups_and_after_step_are_honoured():
     assert model.after == [("a", 0), ("a", 1), ("a", 2), ("b", 2), ("a", 3), ("a", 4), ("a", 5), ("b", 5)]
 
 
+class ConstantB(TwoGroups):
+    def loss(self, batch, group=None):
+        if group == "b":  # 3.0 at every one of b's steps, with a gradient into b
+            return self.b.weight.sum() * 0 + 3.0
+        return super().loss(batch, group)
+
+
+def test_each_group_loss_is_averaged_over_the_steps_that_group_took():
+    model = ConstantB(TwoCfg(), VEC)
+    record = Trainer(model, _data(), TrainerConfig(steps=6, batch_size=32, log_every=6), quiet=True).fit()
+    assert record["loss/b"] == pytest.approx(3.0)  # b stepped at 2 of the 6 steps; not 3.0 * 2 / 6
+
+
 def test_ema_weights_follow_the_ema_rule(tmp_path):
     torch.manual_seed(0)
     model = TwoGroups(TwoCfg(), VEC)

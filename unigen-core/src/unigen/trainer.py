@@ -247,10 +247,10 @@ class Trainer:
         return True
 
     # -- the loop -------------------------------------------------------------------------------
-    def _log(self, sums: dict[str, Tensor], count: int, started: float, steps_done: int) -> dict[str, Any]:
+    def _log(self, means: dict[str, Tensor], started: float, steps_done: int) -> dict[str, Any]:
         record: dict[str, Any] = {"step": self.step}
-        for name, total in sums.items():
-            record[f"loss/{name}"] = float(total) / max(count, 1)
+        for name, mean in means.items():
+            record[f"loss/{name}"] = float(mean)
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         record["steps_per_sec"] = steps_done / max(time.perf_counter() - started, 1e-9)
         self.last_record = record
@@ -262,14 +262,15 @@ class Trainer:
         return record
 
     def _check_finite(self, losses: Mapping[str, list[Tensor]], steps: Mapping[str, list[int]]) -> dict[str, Tensor]:
-        """Stack the losses of the interval per group, raise on the first non-finite one, return the
-        sums. One host sync per interval."""
-        sums, first, bad_group = {}, -1, "?"
+        """Stack the losses of the interval per group, raise on the first non-finite one, return each
+        group's mean over the steps *that group* took (a generator stepped every n_critic-th step is
+        averaged over its own steps). One host sync per interval."""
+        means, first, bad_group = {}, -1, "?"
         for group, values in losses.items():
             if not values:
                 continue
             stacked = torch.stack(values)
-            sums[group] = stacked.sum()
+            means[group] = stacked.mean()
             bad = (~torch.isfinite(stacked.reshape(len(values), -1)).all(1)).nonzero()
             if bad.numel():
                 step = steps[group][int(bad[0])]
@@ -282,7 +283,7 @@ class Trainer:
                 f"{self.model.model_id}: loss became NaN/inf at step {first} (group "
                 f"{bad_group}); stopped{keep}. Lower the learning rate or check the data"
             )
-        return sums
+        return means
 
     def fit(self) -> dict[str, Any]:
         """Run until ``config.steps``; return the last log record."""
@@ -299,7 +300,6 @@ class Trainer:
         step_lr = not self._constant_lr()
         losses: dict[str, list[Tensor]] = {g: [] for g in group_names}  # this interval's losses, on the device
         loss_steps: dict[str, list[int]] = {g: [] for g in group_names}
-        count = 0
         bar = self._progress()
         started, steps_done = time.perf_counter(), 0
         ema_pairs: list[tuple[Tensor, Tensor]] = []
@@ -337,16 +337,14 @@ class Trainer:
                         e.copy_(p)
             self.step += 1
             steps_done += 1
-            count += 1
             for cb in self.callbacks:
                 cb.on_step_end(self, self.step)
             at_log = self.step % c.log_every == 0 or self.step == c.steps
             at_ckpt = c.checkpoint_every and self.step % c.checkpoint_every == 0
             if at_log or at_ckpt:
-                sums = self._check_finite(losses, loss_steps)
+                means = self._check_finite(losses, loss_steps)
             if at_log:
-                record = self._log(sums, count, started, steps_done)
-                count = 0
+                record = self._log(means, started, steps_done)
                 for g in group_names:
                     losses[g].clear()
                     loss_steps[g].clear()

@@ -23,14 +23,23 @@ def _samples(model, n: int, seed: int = 1) -> torch.Tensor:
 
 
 def test_wgan_gp_learns_moons():
+    """Far closer to the data than a standard normal is, by MMD (and than the untrained generator).
+
+    The toy settings are those of the paper's own 2-D experiments (gan_toy.py of Gulrajani et al.):
+    lambda = 0.1 ("smaller lambda seems to help for toy tasks"), Adam betas (0.5, 0.9), with the
+    learning rate decayed linearly to zero as in their image experiments. Measured over seeds 0-3:
+    MMD^2 0.005-0.012 after 3000 steps, against 0.123 for N(0, I).
+    """
     ref = sample_toy("moons", 1000, seed=7)
-    before = float(mmd2(_samples(untrained("wgan-gp", "moons", overrides=["z_dim=2", "hidden=64"]), 1000), ref))
-    model = quick_train("wgan-gp", "moons", steps=3000, batch_size=256, overrides=["z_dim=2", "hidden=64"],
-                        trainer={"lr": 5e-4, "betas": (0.5, 0.9)})
+    torch.manual_seed(0)
+    normal = float(mmd2(torch.randn(1000, 2), ref))
+    sets = ["z_dim=2", "hidden=128", "gp_weight=0.1"]
+    before = float(mmd2(_samples(untrained("wgan-gp", "moons", overrides=sets), 1000), ref))
+    model = quick_train("wgan-gp", "moons", steps=3000, batch_size=256, overrides=sets,
+                        trainer={"lr": 5e-4, "betas": (0.5, 0.9), "lr_schedule": "linear"})
     after = float(mmd2(_samples(model, 1000), ref))
-    assert after < 0.1 * before
-    # Not asserted, because it does not hold within this CPU budget (see the family's report): the
-    # issue asks for MMD far below a standard normal's; measured, ~0.11 against the normal's ~0.12.
+    assert after < 0.25 * normal
+    assert after < 0.05 * before
 
 
 def test_gan_generates_recognisable_digits():

@@ -24,6 +24,8 @@ temperature and top-k change sampling only, never ``logprob``.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -53,7 +55,7 @@ def raster_index(shape: tuple[int, int, int], c: int, i: int, j: int) -> int:
     return (i * width + j) * channels + c
 
 
-class ARModel(GenerativeModel):
+class ARModel(GenerativeModel, metaclass=ABCMeta):
     """Base class: a model defines ``logits(v)`` and ``generate(u)``; this class turns them into
     the five operations. Subclasses' configs carry ``temperature`` and ``top_k``."""
 
@@ -74,13 +76,13 @@ class ARModel(GenerativeModel):
         self.levels = data.levels
 
     # -- what a model defines -------------------------------------------------------------------
+    @abstractmethod
     def logits(self, v: Tensor) -> Tensor:
         """Levels (B, C, H, W) long -> logits of every conditional P(v_d | v_<d), (B, K, C, H, W)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generate(self, u: Tensor) -> Tensor:
         """Uniforms (B, C, H, W) -> levels (B, C, H, W) long, one position at a time."""
-        raise NotImplementedError
 
     # -- shared pieces ---------------------------------------------------------------------------
     def cross_entropy(self, x: Tensor) -> Tensor:

@@ -31,6 +31,7 @@ GANs have no encoder and no tractable likelihood: ``forward`` and ``logprob`` ra
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar
 
 import attrs
@@ -58,7 +59,7 @@ class AdversarialConfig:
     lr_generator: float | None = attrs.field(default=None, validator=_opt_lr)
 
 
-class Adversarial(GenerativeModel):
+class Adversarial(GenerativeModel, metaclass=ABCMeta):
     """Base class of the family: a generator and a discriminator trained against each other."""
 
     family = "gan"
@@ -83,13 +84,13 @@ class Adversarial(GenerativeModel):
     def discriminator_norm(self) -> str:
         return "batch"
 
+    @abstractmethod
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         """L_D on real data (B, *D) and constant fakes (B, *D): a scalar."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generator_loss(self, fake: Tensor) -> Tensor:
         """L_G on fakes (B, *D) that carry the generator's graph: a scalar."""
-        raise NotImplementedError
 
     def generate(self, z: Tensor, track: bool = False) -> Tensor:
         """The training-time generator (B, z_dim) -> (B, *D). ``track`` marks the generator step's

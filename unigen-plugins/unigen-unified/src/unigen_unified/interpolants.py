@@ -34,6 +34,7 @@ of known ones.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from typing import ClassVar
 
@@ -48,7 +49,7 @@ ENTRY_POINT_GROUP = "unigen_unified.interpolants"
 
 
 @attrs.frozen(kw_only=True)
-class Interpolant:
+class Interpolant(ABC):
     """Base class: a variant overrides ``alpha``, ``beta`` and their derivatives (and ``t_min``).
 
     All methods take t, ``Tensor, shape (B,)``, and return a tensor of the same shape and dtype.
@@ -59,17 +60,21 @@ class Interpolant:
     # Smallest time used for training and reached by sampling (0 unless a derivative is singular at 0).
     t_min: ClassVar[float] = 0.0
 
+    @abstractmethod
     def alpha(self, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """alpha_t, the coefficient of the data point x_0."""
 
+    @abstractmethod
     def beta(self, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """beta_t, the coefficient of the Gaussian x_1."""
 
+    @abstractmethod
     def dalpha(self, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """d alpha / dt."""
 
+    @abstractmethod
     def dbeta(self, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """d beta / dt."""
 
     def gamma(self, t: Tensor) -> Tensor:
         return self.gamma_scale * t * (1 - t)
