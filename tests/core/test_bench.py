@@ -102,7 +102,7 @@ def test_quick_settings_and_sampling_steps_labels(tmp_path):
     class One(unigen.GenerativeModel):
         default_steps = None
 
-    assert bench.sampling_steps(Many, q) == (50, "50 (quick; default 1000)")
+    assert bench.sampling_steps(Many, q) == (50, "50 (capped; default 1000)")
     assert bench.sampling_steps(One, q) == (None, "default")
     full = bench.BenchConfig(out=tmp_path)
     assert bench.sampling_steps(Many, full) == (None, "1000")
@@ -123,6 +123,7 @@ def test_default_models_are_those_that_accept_the_data():
     ["bench", "--steps", "0"],
     ["bench", "--steps", "5", "--minutes", "1"],
     ["bench", "--data", "nodata"],
+    ["bench", "--max-sample-steps", "0"],
 ])
 def test_bench_mistakes_are_one_line_and_exit_2(capsys, tmp_path, argv):
     try:

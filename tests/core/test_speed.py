@@ -196,6 +196,18 @@ def test_bare_loop_does_the_same_math_as_the_trainer():
         assert torch.equal(p, q), name
 
 
+def test_trainer_vs_bare_reports_wall_and_cpu_ratios_per_pair():
+    from unigen.plugins import default_host
+
+    data = _data()
+    torch.manual_seed(0)
+    res = speed.trainer_vs_bare(Tiny(TinyCfg(), data.info), data, batch_size=16, steps=3, repeats=3,
+                                host=default_host())
+    assert res["ratio"]["n"] == 3 and res["cpu_ratio"]["n"] == 3  # the warm-up pair is not counted
+    assert res["ratio"]["median"] > 0 and res["cpu_ratio"]["median"] > 0
+    assert res["ok"] == (res["ratio"]["median"] <= speed.OVERHEAD_TARGET)
+
+
 def test_logged_loss_is_the_mean_of_the_interval_and_constant_lr_state_is_saved():
     data = _data()
     torch.manual_seed(0)
@@ -286,10 +298,13 @@ def test_core_sampler_section_and_text_report(tmp_path):
     res = speed.core_sampler_steps(ctx, (4, 1, 2, 2), steps=5, repeats=2)
     assert res["euler"]["calls"] == 5 and res["heun"]["calls"] == 10 and res["rk4"]["calls"] == 20
     assert res["euler"]["step_ms"]["n"] == 2
+    noise = speed.noise_draw(ctx, (4, 1, 2, 2), repeats=3)
+    assert noise["step_ms"]["n"] == 3 and noise["step_ms"]["median"] > 0
     report = {"meta": speed._meta(ctx), "samplers": {"shape": [4, 1, 2, 2], "core": res, "models": {},
-                                                    "diffusers": {"error": "diffusers not installed"}}}
+                                                    "diffusers": {"error": "diffusers not installed"},
+                                                    "noise_draw": noise}}
     text = speed.format_report(report)
-    assert "euler" in text and "diffusers not installed" in text
+    assert "euler" in text and "diffusers not installed" in text and "N(0, I) alone" in text
 
 
 def test_vector_view_flattens_the_examples():

@@ -67,7 +67,7 @@ class BenchConfig:
     seed: int = 0
     batch_size: int | None = None  # None: the model's trainer default
     sample_steps: int | None = None  # None: each model's default
-    max_sample_steps: int | None = None  # quick mode: cap a large default_steps at this
+    max_sample_steps: int | None = None  # cap a larger default_steps at this (--quick: 50)
     metric_seconds: float | None = None  # soft time budget of NLL and of sampling; None: no limit
     data_dir: str | None = None
     evaluator: str | None = None  # a TorchScript feature extractor instead of the evaluator CNN
@@ -140,7 +140,7 @@ def sampling_steps(model_cls: type, c: BenchConfig) -> tuple[int | None, str]:
     if c.sample_steps is not None:
         return c.sample_steps, str(c.sample_steps)
     if c.max_sample_steps is not None and default is not None and default > c.max_sample_steps:
-        return c.max_sample_steps, f"{c.max_sample_steps} (quick; default {default})"
+        return c.max_sample_steps, f"{c.max_sample_steps} (capped; default {default})"
     return None, "default" if default is None else str(default)
 
 

@@ -270,6 +270,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, help="training batch size for every model (default: each model's)")
     p.add_argument("--sample-steps", type=int, help="sampling steps for every model (default: each model's)")
+    p.add_argument("--max-sample-steps", type=int,
+                   help="cap each model's default sampling steps at this (models with fewer keep theirs); "
+                        "--quick: 50")
     p.add_argument("--metric-seconds", type=float,
                    help="soft time budget of the NLL and of the sampling pass per model (fewer examples/samples "
                         "are used when it runs out; stopped at 3x); default: none, --quick: 10")
@@ -286,7 +289,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from . import bench
 
-    for flag in ("steps", "n", "batch_size", "sample_steps", "threads"):
+    for flag in ("steps", "n", "batch_size", "sample_steps", "max_sample_steps", "threads"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise UnigenError(f"--{flag.replace('_', '-')} must be positive, got {value}")
@@ -299,7 +302,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if "." not in item.split("=", 1)[0]:
             raise UnigenError(f"--set {item!r}: write MODEL_ID.KEY=VALUE, e.g. ldm.autoencoder=bench/runs/vae")
     given = {"models": models, "data": args.data, "n": args.n, "seed": args.seed, "batch_size": args.batch_size,
-             "sample_steps": args.sample_steps, "metric_seconds": args.metric_seconds, "data_dir": args.data_dir,
+             "sample_steps": args.sample_steps, "max_sample_steps": args.max_sample_steps, "metric_seconds": args.metric_seconds, "data_dir": args.data_dir,
              "evaluator": args.evaluator, "device": args.device, "steps": args.steps, "minutes": args.minutes,
              "sets": tuple(args.sets)}
     if args.quick:

@@ -20,7 +20,8 @@ and the others still run):
 ``samples_per_sec``   every installed model at its default number of sampling steps (untrained
                       weights: the speed of a network does not depend on its values).
 ``compile``           torch.compile of each family's networks (one model per family), train and sample.
-``memory``            peak RSS of ``unigen sample RUN --n N --out x.npy`` in a subprocess for two N.
+``memory``            peak RSS of ``unigen sample RUN --n N --out x.npy`` and of ``unigen eval RUN
+                      --metrics fid --n N`` in a subprocess, for two N (1,000 and 10,000).
 ``malloc``            glibc malloc as it is, with ``MALLOC_*`` environment thresholds, and with
                       ``mallopt`` at start (what the ``unigen`` command does): subprocess probes.
 ``scaling``           trainer time per step against batch size and sampling time against steps, with
@@ -258,6 +259,15 @@ def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, step
 
     config = overhead_config(model, batch_size, steps, device)
     bare = BareLoop(model, data, config)
+    cpu: dict[str, list[float]] = {"trainer": [], "bare": []}
+
+    def timed(name: str, fn: Callable[[], float]) -> Callable[[], float]:
+        def run() -> float:  # wall-clock seconds; this process's CPU seconds go to cpu[name]
+            c0 = time.process_time()
+            wall = fn()
+            cpu[name].append(time.process_time() - c0)
+            return wall
+        return run
 
     def trainer_run() -> float:
         trainer = Trainer(model, data, config, quiet=True, host=host)
@@ -266,8 +276,13 @@ def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, step
         _sync(trainer.device)
         return time.perf_counter() - started
 
-    ta, tb, ratios = paired(trainer_run, lambda: bare.run(steps), repeats)
-    return {"ratio": stats(ratios), "extra_us_per_step": stats([a - b for a, b in zip(ta, tb)], 1e6 / steps),
+    ta, tb, ratios = paired(timed("trainer", trainer_run), timed("bare", lambda: bare.run(steps)), repeats)
+    # CPU time is not stretched by other processes taking the cores (the trainer's construction, a few
+    # ms, is inside it, which only counts against the trainer): the steadier figure on a shared machine
+    n_warm = len(cpu["trainer"]) - repeats
+    cpu_ratios = [x / y for x, y in zip(cpu["trainer"][n_warm:], cpu["bare"][n_warm:]) if y > 0]
+    return {"ratio": stats(ratios), "cpu_ratio": stats(cpu_ratios),
+            "extra_us_per_step": stats([a - b for a, b in zip(ta, tb)], 1e6 / steps),
             "trainer_ms_per_step": stats(ta, 1e3 / steps),
             "bare_ms_per_step": stats(tb, 1e3 / steps), "batch_size": batch_size, "steps_per_repeat": steps,
             "target": OVERHEAD_TARGET, "ok": statistics.median(ratios) <= OVERHEAD_TARGET}
@@ -404,6 +419,22 @@ def diffusers_steps(ctx: "Context", shape: tuple[int, ...], repeats: int) -> dic
     return out
 
 
+def noise_draw(ctx: "Context", shape: tuple[int, ...], repeats: int, per_repeat: int = 20) -> dict[str, Any]:
+    """The time of drawing z ~ N(0, I) of ``shape`` in place (torch's generator): the floor of every step
+    that draws noise (ancestral DDPM, Euler-Maruyama, diffusers' DDPMScheduler), whatever its arithmetic."""
+    z = torch.empty(shape, device=ctx.device)
+    z.normal_()
+
+    def draw() -> float:
+        started = time.perf_counter()
+        for _ in range(per_repeat):
+            z.normal_()
+        _sync(ctx.device)
+        return (time.perf_counter() - started) / per_repeat
+
+    return {"step_ms": stats([draw() for _ in range(repeats)], 1e3)}
+
+
 def section_samplers(ctx: "Context") -> dict[str, Any]:
     shape = SAMPLER_SHAPE
     repeats = 5 if ctx.quick else 11
@@ -412,6 +443,7 @@ def section_samplers(ctx: "Context") -> dict[str, Any]:
     res["core"] = core_sampler_steps(ctx, shape, 50, repeats)
     res["models"] = model_sampler_steps(ctx, shape, repeats)
     res["diffusers"] = diffusers_steps(ctx, shape, repeats)
+    res["noise_draw"] = noise_draw(ctx, shape, repeats)
     ref = res["diffusers"].get("DDIMScheduler", {}).get("step_ms", {}).get("median")
     if ref:
         for group in ("core", "models"):
@@ -610,6 +642,18 @@ def section_memory(ctx: "Context") -> dict[str, Any]:
         growth = rows[1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
         out["rss_growth_mb"] = round(growth, 1)
         out["output_growth_mb"] = round(rows[1]["output_mb"] - rows[0]["output_mb"], 2)
+    # FID over N generated samples: generated and featurised in chunks, so only the (N, F) feature matrix
+    # grows with N (the evaluator is trained and cached by the first run, before the measured ones)
+    fid_cmd = [*cli, "eval", str(run), "--metrics", "fid", "--json", "--n"]
+    subprocess.run([*fid_cmd, "200"], capture_output=True, text=True)
+    fid_rows = []
+    for n in sizes:
+        ctx.log(f"memory: unigen eval --metrics fid --n {n}")
+        rss, code, err = _peak_rss_mb([*fid_cmd, str(n)])
+        fid_rows.append({"n": n, "peak_rss_mb": round(rss, 1), "exit": code, **({"error": err.strip()} if code else {})})
+    out["fid"] = {"command": "unigen eval RUN --metrics fid --n N --json", "runs": fid_rows}
+    if not any(r.get("error") for r in fid_rows):
+        out["fid"]["rss_growth_mb"] = round(fid_rows[1]["peak_rss_mb"] - fid_rows[0]["peak_rss_mb"], 1)
     return out
 
 
@@ -846,7 +890,8 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append(f"  {label:6s} {row.get('model')}: error: {row['error']}")
             continue
         lines.append(f"  {label:6s} {row['model']} on {row['data']}, batch {row['batch_size']}: ratio "
-                     f"{_fmt(row['ratio'])} {'ok' if row['ok'] else 'ABOVE TARGET'};  trainer - bare "
+                     f"{_fmt(row['ratio'])} {'ok' if row['ok'] else 'ABOVE TARGET'} (CPU time "
+                     f"{_fmt(row.get('cpu_ratio'))});  trainer - bare "
                      f"{_fmt(row['extra_us_per_step'], ' us')};  trainer "
                      f"{_fmt(row['trainer_ms_per_step'], ' ms')}  bare {_fmt(row['bare_ms_per_step'], ' ms')} per step")
     sm = r.get("samplers", {})
@@ -866,6 +911,9 @@ def format_report(r: dict[str, Any]) -> str:
         for k, row in d.items():
             if isinstance(row, dict) and "step_ms" in row:
                 lines.append(f"  diffusers {d['version']} {k}.step: {_fmt(row['step_ms'], ' ms')}")
+        if "noise_draw" in sm:
+            lines.append(f"  drawing z ~ N(0, I) alone (torch's generator; the floor of a step that draws noise): "
+                         f"{_fmt(sm['noise_draw']['step_ms'], ' ms')}")
     sps = r.get("samples_per_sec", {})
     if len(sps) > 1:
         lines += ["", f"samples/sec at each model's default steps ({sps.get('n_per_call')} per call, untrained weights)"]
@@ -898,6 +946,14 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append(f"  error: {mem['error']}")
         if "rss_growth_mb" in mem:
             lines.append(f"  peak RSS growth {mem['rss_growth_mb']} MiB for {mem['output_growth_mb']} MiB more output")
+        fid = mem.get("fid", {})
+        if fid:
+            lines.append(f"memory: {fid['command']}")
+            for row in fid.get("runs", []):
+                lines.append(f"  n={row['n']:6d}  peak RSS {row['peak_rss_mb']} MiB"
+                             f"{'  error: ' + row['error'] if row.get('error') else ''}")
+            if "rss_growth_mb" in fid:
+                lines.append(f"  peak RSS growth {fid['rss_growth_mb']} MiB")
     mal = r.get("malloc", {})
     if mal:
         lines += ["", "malloc (subprocess probes; speedup = system time / setting time, paired by round)"]
