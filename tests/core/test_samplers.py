@@ -98,3 +98,15 @@ def test_euler_maruyama_matches_the_ornstein_uhlenbeck_marginal():
 def test_sampler_kinds_are_checked():
     with pytest.raises(ConfigError, match="SDE"):
         get_sampler("euler-maruyama", kind="ode")
+
+
+def test_registered_sampler_validator_gives_one_clear_error():
+    from unigen.samplers import registered_sampler
+
+    check = registered_sampler("ode")
+    check(None, None, "heun")
+    with pytest.raises(ValueError, match=r"'sampler' = 'nope': .*euler"):
+        check(None, None, "nope")
+    with pytest.raises(ValueError, match="SDE solver"):
+        check(None, None, "euler-maruyama")
+    registered_sampler()(None, None, "euler-maruyama")  # any kind

@@ -149,3 +149,20 @@ def get_sampler(name: str, kind: str | None = None) -> SamplerSpec:
     if kind is not None and spec.kind != kind:
         raise ConfigError(f"sampler {name!r} is an {spec.kind.upper()} solver; this model needs an {kind.upper()} solver")
     return spec
+
+
+def registered_sampler(kind: str | None = None) -> Callable[[object, object, object], None]:
+    """An attrs validator for a config's ``sampler`` field: a registered sampler name (of ``kind``, when
+    given), failing with the registry's list of known ones as a ValueError, which the config layer reports
+    as one line."""
+    from .errors import UnigenError
+
+    def check(instance: object, attribute: object, value: object) -> None:
+        if not isinstance(value, str):
+            raise ValueError(f"'sampler' must be a string, got {value!r}")
+        try:
+            get_sampler(value, kind=kind)
+        except UnigenError as exc:
+            raise ValueError(f"'sampler' = {value!r}: {exc}") from None
+
+    return check

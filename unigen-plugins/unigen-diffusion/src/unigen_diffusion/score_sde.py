@@ -32,7 +32,7 @@ from attrs import validators as v
 from torch import Tensor
 
 from unigen import Batch, DataInfo, GenerativeModel, broadcast_t
-from unigen.samplers import get_sampler
+from unigen.samplers import get_sampler, registered_sampler
 
 from .ddpm import _positive_ints
 from .networks import NETS, denoiser
@@ -42,13 +42,7 @@ AUTO_EXACT_DIM = 16
 TRACES = ("auto", "exact", "hutchinson")
 
 
-def _sampler(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    from unigen import UnigenError
 
-    try:
-        get_sampler(value)
-    except UnigenError as exc:
-        raise ValueError(f"'sampler' = {value!r}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -66,7 +60,7 @@ class ScoreSDEConfig:
     hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])
     depth: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])
     # An SDE sampler: the reverse SDE; an ODE sampler (euler, heun, rk4, dopri5): the probability-flow ODE.
-    sampler: str = attrs.field(default="euler-maruyama", validator=_sampler)
+    sampler: str = attrs.field(default="euler-maruyama", validator=registered_sampler())
     sample_steps: int = attrs.field(default=500, validator=[v.instance_of(int), v.gt(0)])
     corrector_steps: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
     snr: float = attrs.field(default=0.16, validator=[v.instance_of(float), v.gt(0)])  # Song et al. (VE)

@@ -20,15 +20,16 @@ from torch import Tensor
 
 from unigen import Batch, DataInfo
 from unigen.metrics.nll import dequantize
+from unigen.samplers import registered_sampler
 
-from .ode import ODEFlow, ODEFlowConfig, _ode_sampler
+from .ode import ODEFlow, ODEFlowConfig
 
 
 @attrs.frozen(kw_only=True)
 class CNFConfig(ODEFlowConfig):
     hidden: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(0)])
     # The likelihood already needs the adaptive solver; sampling with it keeps samples exact to tolerance.
-    sampler: str = attrs.field(default="dopri5", validator=_ode_sampler)
+    sampler: str = attrs.field(default="dopri5", validator=registered_sampler("ode"))
 
 
 class CNF(ODEFlow):

@@ -22,31 +22,19 @@ in how ``v_theta`` is trained (``loss``).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 import torch
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import DataInfo, GenerativeModel, UnigenError
+from unigen import DataInfo, GenerativeModel
 from unigen.nn import MLP, UNet
+from unigen.samplers import registered_sampler
 
 AUTO_EXACT_DIM = 16  # D reverse-mode passes per evaluation are cheaper than Hutchinson's noise up to here
 TRACES = ("auto", "exact", "hutchinson")
 NETS = ("auto", "mlp", "unet")
-
-
-def _ode_sampler(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """The sampler must be a registered ODE solver (the registry lists the known ones)."""
-    from unigen.samplers import get_sampler
-
-    if not isinstance(value, str):
-        raise ValueError(f"'sampler' must be a string, got {value!r}")
-    try:
-        get_sampler(value, kind="ode")
-    except UnigenError as exc:
-        raise ValueError(f"'sampler' = {value!r}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -58,7 +46,7 @@ class ODEFlowConfig:
     depth: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])  # MLP hidden layers
     width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])  # UNet base channels
     # Sampling: a registered ODE solver; fixed-step ones use --steps (or default_steps).
-    sampler: str = attrs.field(default="heun", validator=_ode_sampler)
+    sampler: str = attrs.field(default="heun", validator=registered_sampler("ode"))
     # Tolerances of the adaptive solves (logprob, dopri5 sampling); FFJORD uses 1e-5.
     rtol: float = attrs.field(default=1e-5, validator=[v.instance_of(float), v.gt(0)])
     atol: float = attrs.field(default=1e-5, validator=[v.instance_of(float), v.gt(0)])

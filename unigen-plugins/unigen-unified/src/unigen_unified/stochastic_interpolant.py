@@ -35,6 +35,7 @@ from attrs import validators as v
 from torch import Tensor
 
 from unigen import Batch, DataInfo, GenerativeModel, UnigenError, broadcast_t
+from unigen.samplers import registered_sampler
 
 from .interpolants import get_schedule
 from .networks import TimeField
@@ -47,13 +48,7 @@ def _schedule_name(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
         raise ValueError(f"'schedule' = {value!r}: {exc}") from None
 
 
-def _registered_sampler(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    from unigen.samplers import get_sampler
 
-    try:
-        get_sampler(value)
-    except UnigenError as exc:
-        raise ValueError(f"'sampler' = {value!r}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +57,7 @@ class StochasticInterpolantConfig:
     # a in gamma_t = a t (1 - t); a > 0 adds the latent noise term and trains the denoiser head.
     gamma: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0)])
     # A registered sampler: ODE (euler, heun, rk4, dopri5) or SDE (euler-maruyama, needs gamma > 0).
-    sampler: str = attrs.field(default="heun", validator=[v.instance_of(str), _registered_sampler])
+    sampler: str = attrs.field(default="heun", validator=registered_sampler())
     # eps_t = sde_eps * sigma_t^2 in the backward SDE; 0 makes the SDE the probability-flow ODE.
     sde_eps: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0)])
     hidden: int = attrs.field(default=128, validator=[v.instance_of(int), v.gt(0)])  # MLP width (vectors)
