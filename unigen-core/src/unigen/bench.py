@@ -86,7 +86,7 @@ MIN_STEPS = 10  # a time budget that fits fewer steps of the default config fall
 
 
 class MetricTimeout(UnigenError):
-    pass
+    """A metric ran past its soft time budget (raised by :func:`time_limit`)."""
 
 
 class TooSlow(UnigenError):

@@ -42,8 +42,8 @@ def _fsync_dir(path: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError:  # some file systems refuse fsync on a directory; the rename itself is still atomic
+        return
     finally:
         os.close(fd)
 

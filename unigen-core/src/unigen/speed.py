@@ -938,22 +938,21 @@ def format_report(r: dict[str, Any]) -> str:
                          f"sample {sa.get('speedup', sa.get('error', sa.get('unsupported', '-')))}")
     mem = r.get("memory", {})
     if mem:
-        lines += ["", f"memory: {mem.get('command', '')} ({mem.get('model', '')})"]
-        for row in mem.get("runs", []):
-            lines.append(f"  n={row['n']:6d}  peak RSS {row['peak_rss_mb']} MiB  output {row.get('output_mb', '-')} MiB"
-                         f"{'  error: ' + row['error'] if row.get('error') else ''}")
-        if "error" in mem:
-            lines.append(f"  error: {mem['error']}")
-        if "rss_growth_mb" in mem:
-            lines.append(f"  peak RSS growth {mem['rss_growth_mb']} MiB for {mem['output_growth_mb']} MiB more output")
-        fid = mem.get("fid", {})
-        if fid:
-            lines.append(f"memory: {fid['command']}")
-            for row in fid.get("runs", []):
-                lines.append(f"  n={row['n']:6d}  peak RSS {row['peak_rss_mb']} MiB"
+        lines.append("")
+        for block, title in ((mem, f"{mem.get('command', '')} ({mem.get('model', '')})"),
+                             (mem.get("fid"), (mem.get("fid") or {}).get("command", ""))):
+            if not block:
+                continue
+            lines.append(f"memory: {title}")
+            for row in block.get("runs", []):
+                output = f"  output {row.get('output_mb', '-')} MiB" if block is mem else ""
+                lines.append(f"  n={row['n']:6d}  peak RSS {row['peak_rss_mb']} MiB{output}"
                              f"{'  error: ' + row['error'] if row.get('error') else ''}")
-            if "rss_growth_mb" in fid:
-                lines.append(f"  peak RSS growth {fid['rss_growth_mb']} MiB")
+            if "error" in block:
+                lines.append(f"  error: {block['error']}")
+            if "rss_growth_mb" in block:
+                more = f" for {block['output_growth_mb']} MiB more output" if "output_growth_mb" in block else ""
+                lines.append(f"  peak RSS growth {block['rss_growth_mb']} MiB{more}")
     mal = r.get("malloc", {})
     if mal:
         lines += ["", "malloc (subprocess probes; speedup = system time / setting time, paired by round)"]

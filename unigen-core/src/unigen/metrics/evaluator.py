@@ -33,6 +33,7 @@ Inception-v3 whose weights the user has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -88,10 +89,9 @@ class Evaluator:
     """
 
     def __init__(self, net: nn.Module, name: str, accuracy: float | None, has_logits: bool = True) -> None:
-        try:
+        # an exported program's module has no train/eval switch: it is already in inference form
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             net.eval()
-        except (NotImplementedError, RuntimeError):  # an exported program's module has no train/eval switch
-            pass
         self.net = net
         self.name = name
         self.accuracy = accuracy

@@ -22,7 +22,7 @@ from .base import Adversarial, AdversarialConfig
 
 @attrs.frozen(kw_only=True)
 class GANConfig(AdversarialConfig):
-    pass
+    """The shared adversarial fields as they are: one discriminator step per generator step."""
 
 
 class GAN(Adversarial):
