@@ -3,7 +3,7 @@ samplers, registered through exactly the same hooks as any external plugin."""
 
 from __future__ import annotations
 
-from .data import digits, idx, text, toy
+from .data import digits, idx, shapes, text, toy
 from .hookspecs import hookimpl
 from .registry import DatasetSpec
 from .samplers import BUILTIN as BUILTIN_SAMPLERS
@@ -45,6 +45,9 @@ def unigen_register_datasets(register):
     for name in ("fashion-mnist", "mnist"):
         register(DatasetSpec(id=f"{name}-captions", load=text.captioned(idx.loader(name), f"{name}-captions"),
                              kind="text-image", description=f"{name} paired with captions of its labels"))
+    for size in shapes.SIZES:  # procedural coloured shapes with known factors (unigen.data.shapes)
+        register(DatasetSpec(id="shapes" if size == 32 else f"shapes-{size}", load=shapes.loader(size),
+                             description=f"coloured shapes {size}x{size}, 4 shape classes, 256 levels (procedural)"))
     for name in toy.TOYS:
         register(DatasetSpec(id=name, load=toy.loader(name), kind="vector", description=f"2-D toy: {name}"))
 
