@@ -12,7 +12,7 @@ import torch
 from . import config as cfg
 from .checkpoint import latest_checkpoint, load_into, load_weights, read_run
 from .data import Dataset
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DataError
 from .model import DataInfo, GenerativeModel
 from .plugins import Host, default_host
 
@@ -35,6 +35,9 @@ def build_model(
     """Build a registered model for ``data``. ``config``: a config instance, a dict, or None."""
     spec = (host or default_host()).models[model_id]
     info = data.info if isinstance(data, Dataset) else data
+    kinds = spec.model_cls.data_kinds
+    if info.kind not in kinds:  # the model's declared data_kinds are a contract, not a hint
+        raise DataError(f"{model_id} does not take {info.kind} data ({info.name!r}); it takes {', '.join(kinds)} data")
     if config is None or isinstance(config, Mapping):
         config = cfg.from_dict(spec.model_cls.Config, dict(config or {}), what=f"{model_id} config")
     elif not isinstance(config, spec.model_cls.Config):

@@ -396,6 +396,7 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
         entry["config"] = "example"
         entry["config_reason"] = str(fallback)
         entry["train"] = train(model, train_data, tc, run_dir, c, host, strict=False)
+    entry["logprob"] = model.logprob_kind  # the built model's capability (it may depend on its config)
     t = entry["train"]
     log(f"  trained {t['steps']} steps in {t['seconds']:.1f} s; loss "
         + ", ".join(f"{k}={v:.4g}" for k, v in t["final_loss"].items()))

@@ -58,12 +58,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    rows = [{"id": s.id, "family": s.family, "paradigm": s.paradigm, "logprob": s.logprob, "plugin": s.plugin,
-             "description": s.description} for s in _host().models.values()]
+    # logprob: the default capability; logprob_kinds: all a config can give ("exact|estimate" in the table)
+    rows = [{"id": s.id, "family": s.family, "paradigm": s.paradigm, "logprob": s.logprob,
+             "logprob_kinds": list(s.logprob_kinds), "plugin": s.plugin, "description": s.description}
+            for s in _host().models.values()]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, ["id", "family", "paradigm", "logprob", "plugin"])
+        _print_table([{**r, "logprob": "|".join(r["logprob_kinds"])} for r in rows],
+                     ["id", "family", "paradigm", "logprob", "plugin"])
     return 0
 
 
@@ -236,7 +239,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     specs = [host.metrics[m] for m in names]  # unknown ids fail before any work
     run = load_run(args.run_dir, device=args.device, host=host)
     if args.metrics is None:  # the model says what evaluates it (GenerativeModel.default_metrics)
-        specs = [host.metrics[m] for m in type(run.model).default_metrics]
+        specs = [host.metrics[m] for m in run.model.default_metrics]
     from .metrics.evaluator import stderr_log
 
     if args.n <= 0:
@@ -367,7 +370,7 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, Command] = {
     "plugins": ("list installed plugins, their versions, hooks and ids", _json_flag, _cmd_plugins),
-    "models": ("list model ids with family, paradigm and logprob capability", _json_flag, _cmd_models),
+    "models": ("list model ids with family, paradigm and logprob capability (default first; a|b: depends on the config)", _json_flag, _cmd_models),
     "datasets": ("list dataset ids", _json_flag, _cmd_datasets),
     "train": ("train a model", _train_args, _cmd_train),
     "sample": ("draw samples from a trained run", _sample_args, _cmd_sample),

@@ -21,6 +21,7 @@ from .errors import UnsupportedOperation
 
 PARADIGMS = ("likelihood", "implicit", "score", "flow", "world")
 LOGPROB_KINDS = ("exact", "bound", "estimate", "unnormalized", "none")
+DATA_KINDS = ("image", "vector", "text-image")
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +63,9 @@ class GenerativeModel(nn.Module):
 
     Class attributes:
       ``family``       e.g. "vae"; ``paradigm`` one of :data:`PARADIGMS`;
-      ``logprob_kind`` one of :data:`LOGPROB_KINDS`;
+      ``logprob_kind`` one of :data:`LOGPROB_KINDS`: the class's default; an instance whose config
+                   changes it sets ``self.logprob_kind`` in ``__init__`` (readers ask the instance);
+      ``logprob_variants`` the other kinds a config can give, each with the config values that select it;
       ``Config``       the frozen attrs config class;
       ``default_steps`` the default number of sampling steps (None: one network call);
       ``logprob_discrete`` whether ``logprob`` is a pmf over the K levels or a density.
@@ -77,6 +80,14 @@ class GenerativeModel(nn.Module):
     # discretized decoder); False when it is a density on the [-1, 1] data space, which the NLL
     # metric evaluates on uniformly dequantized data.
     logprob_discrete: ClassVar[bool] = False
+    # Kind -> config values that make an instance report that kind, when the kind depends on the config
+    # (a flow's {"exact": {"trace": "exact"}, "estimate": {"trace": "hutchinson"}}). Declaring an
+    # "estimate" beside an "exact" claims the estimate is unbiased for the exact value; a "bound" beside
+    # an "estimate"/"exact" claims it never exceeds it. The contract kit checks both claims.
+    logprob_variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # True when ``forward(x)`` (t=None) is a bijection onto N(0, I) noise of the data's shape, so that
+    # logprob(x) = log N(forward(x); 0, I) + log|det d forward / dx| and reverse(forward(x)) = x.
+    bijective: ClassVar[bool] = False
     # Which kinds of data the model accepts ("image", "vector", "text-image").
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
     # Trainer settings this model prefers (e.g. a GAN's lr and betas); the user's flags win.
@@ -85,6 +96,26 @@ class GenerativeModel(nn.Module):
     no_logprob_reason: ClassVar[str] = "this model defines no likelihood"
     # The metric ids `unigen eval` computes when --metrics is not given (e.g. a JEPA's linear probe).
     default_metrics: ClassVar[tuple[str, ...]] = ("nll",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a class whose declared capabilities are not among the known values, when it is defined."""
+        super().__init_subclass__(**kwargs)
+        _check_choice(cls, "paradigm", cls.paradigm, PARADIGMS)
+        _check_choice(cls, "logprob_kind", cls.logprob_kind, LOGPROB_KINDS)
+        for kind in cls.logprob_variants:
+            _check_choice(cls, "logprob_variants key", kind, LOGPROB_KINDS)
+        if isinstance(cls.data_kinds, str) or not cls.data_kinds:
+            raise TypeError(f"{cls.__qualname__}.data_kinds must be a non-empty tuple of {DATA_KINDS}")
+        for kind in cls.data_kinds:
+            _check_choice(cls, "data_kinds entry", kind, DATA_KINDS)
+        for name in ("logprob_discrete", "bijective"):
+            if not isinstance(getattr(cls, name), bool):
+                raise TypeError(f"{cls.__qualname__}.{name} must be True or False, got {getattr(cls, name)!r}")
+
+    @classmethod
+    def logprob_kinds(cls) -> tuple[str, ...]:
+        """Every kind an instance may report: the default first, then the config-selected variants."""
+        return (cls.logprob_kind, *(k for k in cls.logprob_variants if k != cls.logprob_kind))
 
     def __init__(self, config: Any, data: DataInfo) -> None:
         super().__init__()
@@ -158,6 +189,11 @@ class GenerativeModel(nn.Module):
     def extra_state_files(self) -> dict[str, Any]:
         """Extra JSON-serializable state saved with checkpoints (e.g. a teacher's run dir)."""
         return {}
+
+
+def _check_choice(cls: type, what: str, value: Any, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise TypeError(f"{cls.__qualname__}: {what} {value!r} is not one of {', '.join(known)}")
 
 
 def broadcast_t(t: Tensor, x: Tensor) -> Tensor:

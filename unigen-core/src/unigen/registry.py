@@ -48,7 +48,13 @@ class ModelSpec:
 
     @property
     def logprob(self) -> str:
+        """The class's default capability; a built model's own ``logprob_kind`` is the one that holds."""
         return self.model_cls.logprob_kind
+
+    @property
+    def logprob_kinds(self) -> tuple[str, ...]:
+        """Every kind an instance may report, the default first (more than one: it depends on the config)."""
+        return self.model_cls.logprob_kinds()
 
 
 @attrs.frozen(kw_only=True)

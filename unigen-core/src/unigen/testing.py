@@ -27,7 +27,7 @@ def quick_train(
     torch.manual_seed(seed)
     if model is None:
         model = build_model(model_id, dataset.info, config, overrides=overrides)
-    spec_defaults = dict(type(model).trainer_defaults)
+    spec_defaults = dict(model.trainer_defaults)
     spec_defaults.update(trainer or {})
     spec_defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in spec_defaults.items()}
     cfg = TrainerConfig(**{"steps": steps, "batch_size": batch_size, "seed": seed, "log_every": max(1, steps), **spec_defaults})

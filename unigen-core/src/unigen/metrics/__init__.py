@@ -64,7 +64,7 @@ class EvalContext:
 def nll(ctx: EvalContext) -> dict[str, Any]:
     """NLL in bits/dim on (up to n examples of) the test split, labelled exact/bound/estimate."""
     model = ctx.model
-    kind = type(model).logprob_kind
+    kind = model.logprob_kind  # the instance's: it may depend on its config
     test = ctx.split("test")
     g = torch.Generator().manual_seed(ctx.seed)
     torch.manual_seed(ctx.seed)
@@ -73,10 +73,10 @@ def nll(ctx: EvalContext) -> dict[str, Any]:
     try:
         for start in range(0, n, ctx.batch_size):
             x = test.x[start : min(n, start + ctx.batch_size)].to(model.device)
-            if not type(model).logprob_discrete:
+            if not model.logprob_discrete:
                 x = dequantize(x, test.info.levels, g.manual_seed(ctx.seed + start)).to(model.device)
             logp = ops.logprob(model, x, host=ctx.host)
-            values.append(bits_per_dim(logp, test.info, type(model).logprob_discrete).cpu())
+            values.append(bits_per_dim(logp, test.info, model.logprob_discrete).cpu())
             if ctx.out_of_time():  # report on the examples done so far (nll_n says how many)
                 break
     except UnsupportedOperation as exc:

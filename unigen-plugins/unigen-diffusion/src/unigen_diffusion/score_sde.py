@@ -82,7 +82,10 @@ class ScoreSDEConfig:
 class ScoreSDE(GenerativeModel):
     family = "diffusion"
     paradigm = "score"
-    logprob_kind = "exact"  # the PF-ODE's change of variables, exact to solver tolerance
+    # The PF-ODE's change of variables: exact to solver tolerance with the exact trace, an unbiased estimate
+    # with Hutchinson's (trace="hutchinson", or "auto" above AUTO_EXACT_DIM: every image).
+    logprob_kind = "exact"
+    logprob_variants = {"exact": {"trace": "exact"}, "estimate": {"trace": "hutchinson"}}
     Config = ScoreSDEConfig
     data_kinds = ("vector", "image")  # 2-D toys first: the exact-trace likelihood is cheap there
     default_steps = 500

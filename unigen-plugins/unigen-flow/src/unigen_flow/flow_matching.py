@@ -14,8 +14,9 @@ conditional flow matching objective (Lipman Eq. 9)
 whose minimiser is the marginal velocity field that carries N(0, I) at t=1 to the data at t=0.
 Sampling integrates dx/dt = v_theta from t=1 to t=0 with a registered sampler (``sampler``: euler, heun,
 rk4 at ``--steps``, or adaptive dopri5). ``logprob`` is the instantaneous change of variables of
-:mod:`unigen_flow.ode`: **exact up to the solver tolerance** (``logprob_kind = "exact"``; above 16
-dimensions the trace is Hutchinson's unbiased estimate unless ``trace="exact"``).
+:mod:`unigen_flow.ode`: exact up to the solver tolerance with the exact trace; above 16 dimensions (every
+image) the trace is Hutchinson's one-probe estimate unless ``trace="exact"``, and the model reports
+``logprob_kind = "estimate"``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 class VAE(GenerativeModel):
     family = "vae"
     paradigm = "likelihood"
-    logprob_kind = "bound"
+    logprob_kind = "bound"  # the ELBO; logprob_samples > 1: the importance-weighted estimate (IWAE)
+    logprob_variants = {"bound": {"logprob_samples": 1}, "estimate": {"logprob_samples": 64}}
     logprob_discrete = True  # the discretized decoder gives probabilities of the K levels
     Config = VAEConfig
 
