@@ -150,7 +150,7 @@ def test_w_avg_tracks_the_mean_w_on_generator_steps_only():
 @given(psi=st.floats(0, 1))
 def test_truncation_moves_w_toward_w_avg(psi):
     model, _ = _stylegan(truncation=psi)
-    g = model.generator
+    g = model.sampling_generator  # G_ema: what sampling uses
     g.w_avg.copy_(torch.randn(8))
     seen = {}
     g.synthesis.forward = lambda ws: seen.setdefault("ws", ws)

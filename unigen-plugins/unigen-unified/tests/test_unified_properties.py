@@ -228,3 +228,49 @@ def test_diffflow_lambda_zero_is_a_gan():
     torch.manual_seed(3)
     assert torch.allclose(model.loss(other, "generator"), loss)
     assert model.sampler_name() == "generator"
+
+
+def _grads(model, loss):
+    params = list(model.denoiser.parameters())
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
+def test_diffflow_lambda_one_gradient_is_the_score_matching_gradient():
+    data, model = _diffflow(1.0)
+    batch = data.batch(slice(0, 32))
+    torch.manual_seed(5)
+    mixed = _grads(model, model.generator_loss(batch.x))
+    torch.manual_seed(5)
+    dsm = _grads(model, model.score_matching_loss(batch.x))
+    assert all(torch.equal(a, b) for a, b in zip(mixed, dsm))
+
+
+def test_diffflow_lambda_zero_gradient_is_the_gan_gradient():
+    data, model = _diffflow(0.0)
+    batch = data.batch(slice(0, 32))
+    torch.manual_seed(5)
+    mixed = _grads(model, model.generator_loss(batch.x))
+    torch.manual_seed(5)
+    gan = _grads(model, F.softplus(-model.critic(model.generate(torch.randn_like(batch.x)))).mean())
+    assert all(torch.allclose(a, b) for a, b in zip(mixed, gan))
+    assert any(float(g.abs().sum()) > 0 for g in mixed)  # the adversarial term moves the sampler network
+
+
+def test_diffflow_sampling_keeps_the_trained_unroll():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("diffflow", data.info, {"lam": 0.5, "hidden": 16, "disc_hidden": 16, "gen_steps": 3})
+    torch.manual_seed(0)
+    trained = model.sample(64)
+    with pytest.warns(UserWarning, match="3-step unroll"):
+        torch.manual_seed(0)
+        asked = model.sample(64, steps=20)  # what `unigen sample --steps 20` passes
+    assert torch.equal(asked, trained)
+    torch.manual_seed(0)
+    z = torch.randn(64, 2)
+    assert torch.equal(trained, model.generate(z, 3))
+    # An explicit sample_unroll is the user's informed choice: it changes the unroll.
+    other = unigen.build_model("diffflow", data.info, {"lam": 0.5, "hidden": 16, "disc_hidden": 16, "gen_steps": 3,
+                                                       "sample_unroll": 6})
+    other.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    assert torch.equal(other.sample(64), model.generate(z, 6))

@@ -8,16 +8,18 @@ sigmoid(l(x)) for the discriminator's logit l. In terms of logits and softplus(a
 
 The non-saturating L_G has the same fixed point as the minimax one but strong gradients early in
 training, when D rejects the fakes with confidence. Networks and optimizer are DCGAN's (Radford et
-al. 2016): batch norm, Adam with lr 2e-4 and beta1 = 0.5.
+al. 2016): batch norm, weights initialised from N(0, 0.02^2) (:func:`unigen_gan.networks.dcgan_init`,
+image networks only: the MLPs for vectors keep PyTorch's default), Adam with lr 2e-4 and beta1 = 0.5.
 """
 
 from __future__ import annotations
 
 import attrs
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import Adversarial, AdversarialConfig
+from .networks import dcgan_init
 
 
 @attrs.frozen(kw_only=True)
@@ -28,6 +30,13 @@ class GANConfig(AdversarialConfig):
 class GAN(Adversarial):
     Config = GANConfig
     trainer_defaults = {"lr": 2e-4, "betas": (0.5, 0.999)}  # DCGAN, Sec. 4
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """The DCGAN networks with DCGAN's N(0, 0.02) initialisation (image data)."""
+        g, d = super().build_networks()
+        if self.data.is_image:
+            g, d = dcgan_init(g), dcgan_init(d)
+        return g, d
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         return F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake)).mean()

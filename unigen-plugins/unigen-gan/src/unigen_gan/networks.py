@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
@@ -112,6 +113,23 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1)).squeeze(1)  # (B,)
+
+
+@torch.no_grad()
+def dcgan_init(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """DCGAN's initialisation (Radford et al. 2016, Sec. 4: "All weights were initialized from a
+    zero-centered Normal distribution with standard deviation 0.02"): conv, transposed-conv and linear
+    weights ~ N(0, 0.02^2), biases 0; batch-norm scales ~ N(1, 0.02^2), shifts 0 (the reference
+    implementation's reading of the same sentence for the affine batch-norm parameters)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            m.weight.normal_(0.0, std)
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.normal_(1.0, std)
+            m.bias.zero_()
+    return module
 
 
 def generator(data: DataInfo, z_dim: int, width: int, hidden: int) -> nn.Module:

@@ -9,9 +9,23 @@ Training (StyleGAN2 Sec. 2-3 and Appendix B):
   (Mescheder et al. 2018, Eq. 9):  L_D += gamma / 2 * E_x ||grad_x l(x)||^2;
 - style mixing regularization (StyleGAN Sec. 3.1): with probability ``mixing_prob`` an example's
   styles come from w1 = f(z1) before a random crossover layer and from w2 = f(z2) after it;
+- path-length regularisation (StyleGAN2 Sec. 3.2, Eq. 4), lazily (Sec. 3.1): every ``pl_interval`` (4)
+  generator steps, on half a batch,
+
+      L_G += pl_interval * w_pl * E_{w, y} (||J_w^T y||_2 - a)^2,   y ~ N(0, I) / sqrt(H W),
+
+  with a the running mean of the lengths, a <- a + 0.01 (mean_batch ||J_w^T y|| - a), and w_pl = 2
+  (``pl_weight``; 0 turns it off);
 - the running mean of w, w_avg <- w_avg + (1 - beta)(mean_batch w - w_avg), beta = 0.995, tracked on
   every generator step;
-- Adam with lr 2e-3, beta1 = 0, beta2 = 0.99.
+- a generator EMA (StyleGAN2 Appendix B, from Karras et al. 2018): after each generator step,
+  G_ema <- beta G_ema + (1 - beta) G with beta = 0.5^(B / half-life), half-life ``ema_half_life`` = 10,000
+  images (0: off), ramped up as 0.05 x the images seen (``ema_rampup``, StyleGAN2-ADA's setting, so
+  that short runs do not sample a near-initial G_ema). The model does it in ``after_step``; sampling
+  uses G_ema;
+- Adam with beta1 = 0, beta2 = 0.99 and lr 2e-3 for the generator (the paper's; the trainer's default
+  here) and ``lr_discriminator`` = 1e-2 for the discriminator (see that field: the paper's 2e-3 learns
+  too slowly on 8x8 digits in short runs).
 
 Sampling applies the truncation trick (StyleGAN Sec. 5.2, Eq. 3):  w' = w_avg + psi (w - w_avg),
 psi = ``truncation`` (1: off), e.g. ``unigen sample RUN --set truncation=0.7``.
@@ -19,6 +33,7 @@ psi = ``truncation`` (1: off), e.g. ``unigen sample RUN --set truncation=0.7``.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import attrs
@@ -27,11 +42,11 @@ import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import DataInfo
+from unigen import Batch, DataInfo
 
 from .base import AdversarialConfig
 from .gan import GAN
-from .stylegan_layers import MappingNetwork, StyleDiscriminator, SynthesisNetwork
+from .stylegan_layers import MappingNetwork, StyleDiscriminator, SynthesisNetwork, path_lengths
 
 _pos_int = [v.instance_of(int), v.gt(0)]
 
@@ -48,6 +63,17 @@ class StyleGANConfig(AdversarialConfig):
     # The paper steps D with the same lr as G (2e-3); on 8x8 digits its equalized-lr discriminator
     # then learns too slowly for short runs (measured, 1000 steps: MMD 0.31 vs 0.13 with 1e-2).
     lr_discriminator: float | None = attrs.field(default=1e-2, validator=v.optional([v.instance_of(float), v.gt(0)]))
+    # Path-length regularisation (Sec. 3.2): weight w_pl (paper: 2; 0 = off), lazy interval k (paper: 4),
+    # the decay of the running mean a (paper: 0.01) and the batch shrink of the regularisation pass (paper: 2).
+    pl_weight: float = attrs.field(default=2.0, validator=[v.instance_of(float), v.ge(0)])
+    pl_interval: int = attrs.field(default=4, validator=_pos_int)
+    pl_decay: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.gt(0), v.le(1)])
+    pl_batch_shrink: int = attrs.field(default=2, validator=_pos_int)
+    # Generator EMA half-life in images (paper: 10,000); 0 samples from the raw generator.
+    ema_half_life: int = attrs.field(default=10_000, validator=[v.instance_of(int), v.ge(0)])
+    # The half-life grows as rampup x the images seen until it reaches ema_half_life (StyleGAN2-ADA's
+    # ema_rampup = 0.05, Karras et al. 2020b), so short runs do not sample a near-initial G_ema; 0: off.
+    ema_rampup: float = attrs.field(default=0.05, validator=[v.instance_of(float), v.ge(0)])
 
 
 class StyleGenerator(nn.Module):
@@ -78,8 +104,20 @@ class StyleGAN(GAN):
             raise ValueError(f"stylegan needs image data (C, H, W), got shape {self.data.shape}")
         return StyleGenerator(self.data, self.config), StyleDiscriminator(self.data.shape, self.config.width)
 
+    def __init__(self, config: StyleGANConfig, data: DataInfo) -> None:
+        super().__init__(config, data)
+        # G_ema: a copy outside every parameter group, moved only by after_step (see the module docstring).
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.register_buffer("pl_mean", torch.zeros(()))  # a, the running mean of the path lengths
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self._batch = 0  # the batch size of the last generator loss: the EMA's beta depends on it
+
     def generate(self, z: Tensor, track: bool = False) -> Tensor:
         """f(z) with style mixing; on the generator step, w_avg tracks the mean of w."""
+        return self.generator.synthesis(self.styles(z, track))
+
+    def styles(self, z: Tensor, track: bool = False) -> Tensor:
+        """The per-layer styles (B, num_ws, w_dim) of z (B, z_dim), with style mixing."""
         g = self.generator
         w = g.mapping(z)  # (B, w_dim)
         if track:
@@ -93,7 +131,43 @@ class StyleGAN(GAN):
             cutoff = torch.where(torch.rand(z.shape[0], device=z.device) < self.config.mixing_prob, cutoff, n)
             second = torch.arange(n, device=z.device)[None, :] >= cutoff[:, None]  # (B, num_ws)
             ws = torch.where(second[..., None], w2[:, None], ws)
-        return g.synthesis(ws)
+        return ws
+
+    def path_length_penalty(self, z: Tensor) -> Tensor:
+        """w_pl E (||J_w^T y|| - a)^2 on the styles of z, updating a (the running mean) in training."""
+        lengths, _ = path_lengths(self.generator.synthesis, self.styles(z))  # (B,)
+        mean = self.pl_mean.lerp(lengths.mean().detach(), self.config.pl_decay)
+        if self.training:
+            self.pl_mean.copy_(mean)
+        return self.config.pl_weight * (lengths - mean).pow(2).mean()
+
+    def loss(self, batch: Batch, group: str | None = None) -> Tensor | dict[str, Tensor]:
+        """GAN's losses; every ``pl_interval``-th generator step adds pl_interval x the path-length penalty."""
+        out = super().loss(batch, group)
+        c = self.config
+        if group == "generator":
+            self._batch = batch.x.shape[0]
+        if group == "generator" and c.pl_weight > 0 and int(self.generator_steps) % c.pl_interval == 0:
+            n = max(1, batch.x.shape[0] // c.pl_batch_shrink)
+            out = out + c.pl_interval * self.path_length_penalty(self.sample_latent(n))
+        return out
+
+    def after_step(self, group: str, step: int) -> None:
+        """After a generator step: count it and move G_ema towards G (beta = 0.5^(B / half-life))."""
+        if group != "generator":
+            return
+        self.generator_steps += 1
+        if self.config.ema_half_life == 0:
+            return
+        half_life = float(self.config.ema_half_life)
+        if self.config.ema_rampup > 0:
+            half_life = min(half_life, self.config.ema_rampup * int(self.generator_steps) * self._batch)
+        beta = 0.5 ** (self._batch / max(half_life, 1e-8))
+        with torch.no_grad():
+            for e, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+                e.lerp_(p, 1 - beta)
+            for e, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+                e.copy_(b)  # w_avg is already a running mean: copied, not averaged again
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         """GAN's L_D plus (gamma / 2) E ||grad_x l(x)||^2 on reals, from the same pass over the reals."""
@@ -105,11 +179,16 @@ class StyleGAN(GAN):
         (grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)  # (B, C, H, W)
         return loss + 0.5 * self.config.r1_gamma * grad.flatten(1).pow(2).sum(1).mean()
 
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """G_ema, or G itself when the EMA is off (``ema_half_life`` = 0)."""
+        return self.generator_ema if self.config.ema_half_life else self.generator
+
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
-        """G(z) with the truncation trick, psi = config.truncation; no style mixing."""
+        """G_ema(z) with the truncation trick, psi = config.truncation; no style mixing."""
         if z.dim() != 2 or z.shape[1] != self.config.z_dim:
             raise ValueError(f"{self.model_id}.reverse expects z of shape (B, {self.config.z_dim}), got {tuple(z.shape)}")
-        return self.generator(z, self.config.truncation)
+        return self.sampling_generator(z, self.config.truncation)
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> Any:

@@ -13,8 +13,9 @@ of StyleGAN"; the style-based generator of Karras et al. 2019).
   (StyleGAN2's "skip" generator, Fig. 7b).
 - Discriminator: StyleGAN2's residual discriminator (Fig. 7c) with the minibatch standard deviation
   feature at the end (Karras et al. 2018, Sec. 3).
-Simplifications for small images on a CPU: bilinear resampling instead of FIR-filtered up/downsampling,
-and no path-length regularization.
+- Path-length regularisation (StyleGAN2 Sec. 3.2): :func:`path_lengths` here, the lazy penalty and its
+  running mean in :mod:`unigen_gan.stylegan`.
+Simplification for small images on a CPU: bilinear resampling instead of FIR-filtered up/downsampling.
 """
 
 from __future__ import annotations
@@ -169,6 +170,22 @@ class DiscriminatorBlock(nn.Module):
         down = lambda t: F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         h = self.conv_b(down(self.conv_a(x)))
         return (h + self.skip(down(x))) / SQRT2
+
+
+def path_lengths(synthesis: nn.Module, ws: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """||J_w^T y||_2 per example (StyleGAN2 Eq. 4), J_w = dg(w)/dw, y ~ N(0, I) / sqrt(H W).
+
+    ws: (B, num_ws, w_dim) -> (lengths (B,), images (B, C, H, W)); the lengths keep the graph
+    (create_graph) so the penalty on them trains the synthesis network. As in the official code the
+    squared norm is summed over w_dim and averaged over the num_ws copies of w before the root.
+    """
+    if not ws.requires_grad:
+        ws = ws.detach().requires_grad_(True)
+    images = synthesis(ws)  # (B, C, H, W)
+    if y is None:
+        y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+    (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)  # J^T y: (B, num_ws, w_dim)
+    return grad.pow(2).sum(2).mean(1).sqrt(), images
 
 
 def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:

@@ -1,7 +1,18 @@
-"""DiffFlow: one model between score-based diffusion and GANs, with score matching and an adversarial
-term mixed by lambda (Zhang et al. 2023, "DiffFlow: A Unified SDE Framework for Score-Based Diffusion
-Models and Generative Adversarial Networks"; the DSM + GAN mixture as in Kim et al. 2023, "Consistency
-Trajectory Models", Sec. 4).
+"""DiffFlow as implemented here: one network trained by a mixture of denoising score matching and a
+GAN loss on a few-step generator unrolled from it.
+
+What this module is, precisely. Zhang et al. 2023 ("DiffFlow: A Unified SDE Framework for Score-Based
+Diffusion Models and Generative Adversarial Networks") describe score-based diffusion and GANs as two
+limits of one particle SDE whose drift mixes the (noised) data score and the discriminator's
+log-density-ratio gradient with time-dependent weights; this module does NOT simulate that SDE. It trains
+the mixture of the two limits' *objectives*, as the reference text sketches it (the DSM + GAN mixture of
+Kim et al. 2023, "Consistency Trajectory Models", Sec. 4, is the closest published recipe):
+
+    L_G = lambda * DSM(v_theta) + (1 - lambda) * GAN(G_theta),   G_theta = ``gen_steps`` (4) DDIM steps of v_theta,
+
+with the discriminator D_psi trained on G_theta's samples. lambda = 1 is a score model (sampled by the
+probability-flow ODE), lambda = 0 a GAN whose generator is the unrolled 4-step sampler, and in between
+the adversarial term corrects the error of the few-step sampler the score term defines.
 
 A network v_theta(x, t) of the VP diffusion (Song et al. 2021; t=0 data, t=1 noise)
 
@@ -31,12 +42,17 @@ score. The second is the non-saturating GAN loss (Goodfellow et al. 2014).
   corrects the error of its few steps; samples are G(z).
 
 The unrolled generator is written out here because the registered samplers run without gradients.
+Sampling keeps the unroll the generator was trained with: ``sample(n, steps)`` and ``unigen sample
+--steps`` do not change it (a warning says so), because the adversarial term trained G for exactly
+``gen_steps`` steps and another step count is another, untrained generator. A user who wants that
+anyway sets ``sample_unroll`` (``--set sample_unroll=8``) knowingly.
 ``sampler`` can name any registered solver instead (ODE: the probability flow dx/dt = f - g^2 s / 2;
 SDE: the reverse SDE dx = (f - g^2 s) dt + g dW, f = -B'(t) x / 2, g = sqrt(B'(t))).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import attrs
@@ -82,6 +98,8 @@ class DiffFlowConfig:
     # DDIM steps of the unrolled generator G (few: the adversarial term backpropagates through all).
     gen_steps: int = attrs.field(default=4, validator=_pos_int)
     n_critic: int = attrs.field(default=1, validator=_pos_int)
+    # DDIM steps of G at sampling; 0 = ``gen_steps``, the unroll it was trained with (see the docstring).
+    sample_unroll: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
     # "auto": G(z) when lambda < 1, the probability-flow ODE (heun) when lambda = 1; or a registered sampler.
     sampler: str = attrs.field(default="auto", validator=[v.instance_of(str), _sampler_name])
 
@@ -189,6 +207,11 @@ class DiffFlow(GenerativeModel):
         _, _, db = (broadcast_t(c, x) for c in vp_coefficients(t))
         return -0.5 * db * x - db * self.score(x, t), db.sqrt()
 
+    @property
+    def unroll(self) -> int:
+        """DDIM steps of G at sampling: ``sample_unroll``, or the trained ``gen_steps`` when it is 0."""
+        return self.config.sample_unroll or self.config.gen_steps
+
     def sampler_name(self) -> str:
         if self.config.sampler != "auto":
             return self.config.sampler
@@ -200,7 +223,10 @@ class DiffFlow(GenerativeModel):
 
         name = self.sampler_name()
         if name == "generator":
-            return self.generate(z, steps)
+            if steps is not None and steps != self.unroll:
+                warnings.warn(f"{self.model_id}: steps={steps} ignored; G(z) keeps the {self.unroll}-step unroll it was "
+                              "trained with (set sample_unroll to change it knowingly)", stacklevel=2)
+            return self.generate(z, self.unroll)
         spec = get_sampler(name)
         fn = self._reverse_sde if spec.kind == "sde" else self._probability_flow
         return spec.solve(fn, z, steps or self.default_steps, t_start=1.0, t_end=T_MIN)
