@@ -12,7 +12,7 @@ from torch import nn
 
 import unigen
 from unigen import checkpoint as ck
-from unigen.errors import CheckpointError, TrainingDiverged
+from unigen.errors import CheckpointError, CheckpointWriteError, TrainingDiverged
 from unigen.trainer import Trainer, TrainerConfig
 
 VEC = unigen.DataInfo(name="t", shape=(2,), kind="vector")
@@ -159,7 +159,7 @@ def test_a_failure_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, 
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointWriteError, match="cannot write checkpoint step_00000010.*disk full"):
         trainer.save_checkpoint()
     monkeypatch.setattr(os, "replace", real_replace)
     assert ck.latest_checkpoint(tmp_path) == good

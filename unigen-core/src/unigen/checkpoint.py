@@ -9,7 +9,10 @@ A run directory holds::
 
 A checkpoint is written into a temporary folder, flushed, and renamed into place; only then does
 ``latest`` move (itself written to a temporary file and renamed). A crash or kill at any moment
-therefore leaves the previous checkpoint loadable. Weights are safetensors; ``state.pt`` holds only
+therefore leaves the previous checkpoint loadable; a failed write (a full disk) removes its temporary
+folder, and :func:`clean_stale` removes what a killed writer left. ``latest`` is followed only to a
+direct child of ``checkpoints/`` (checked after resolving links), and weights with NaN/inf are refused
+when loaded. Weights are safetensors; ``state.pt`` holds only
 tensors and plain containers and is read with ``torch.load(weights_only=True)``: loading never
 executes code.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -28,11 +32,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointWriteError
 
 RUN_FILE = "run.json"
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
+METRICS = "metrics.jsonl"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -50,12 +55,30 @@ def _fsync_dir(path: Path) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+def clean_stale(run_dir: Path) -> list[str]:
+    """Remove the temporary entries an interrupted writer left (``.tmp-*``, ``.old-*``, ``.NAME.tmp-*``).
+    Call it only while holding the run's lock (:mod:`unigen.runlock`); returns what was removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / CKPT_DIR):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith((".tmp-", ".old-")) or (p.name.startswith(".") and ".tmp-" in p.name):
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                removed.append(p.name)
+    return removed
 
 
 def state_dict_for_save(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -77,8 +100,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
 
 
+def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN/inf, or None. One reduction per
+    tensor and a single host sync: the per-tensor sums of ``|t|`` are stacked and checked at once
+    (a sum is NaN/inf exactly when an element is, short of an overflow of finite values > 1e38)."""
+    names = [k for k, t in tensors.items() if t.is_floating_point() and t.numel()]
+    if not names:
+        return None
+    sums = torch.stack([tensors[k].detach().abs().sum(dtype=torch.float64) for k in names])
+    if bool(torch.isfinite(sums).all()):
+        return None
+    return names[int((~torch.isfinite(sums)).nonzero()[0])]
+
+
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Load tensors into a module, refusing unknown/missing keys and wrong shapes by name."""
+    """Load tensors into a module, refusing unknown/missing keys, wrong shapes and NaN/inf by name."""
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unknown = sorted(set(tensors) - set(own))
@@ -88,6 +124,10 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
     for k, v in tensors.items():
         if own[k].shape != v.shape:
             raise CheckpointError(f"{source} does not match the model: {k!r} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"{source} holds NaN/inf values (in {bad!r}): it comes from a diverged run; "
+                              f"use an earlier checkpoint")
     module.load_state_dict(tensors, strict=True)
 
 
@@ -97,41 +137,60 @@ def save_state(state: dict[str, Any], path: Path) -> None:
 
 def load_state(path: Path) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message spans lines and suggests weights_only=False: never
+        raise CheckpointError(f"cannot read trainer state {path}: it holds objects other than tensors and "
+                              f"plain containers, which are never loaded") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read trainer state {path}: {first}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"cannot read trainer state {path}: not a dictionary")
+    return state
 
 
 def write_checkpoint(
     run_dir: Path, step: int, model_tensors: dict[str, torch.Tensor],
     ema_tensors: dict[str, torch.Tensor] | None, state: dict[str, Any], keep: int = 3,
 ) -> Path:
-    """Write a complete checkpoint atomically, move ``latest`` to it, rotate old ones."""
+    """Write a complete checkpoint atomically, move ``latest`` to it, rotate old ones.
+
+    A failure while writing (a full disk) removes the temporary folder and raises
+    :class:`CheckpointWriteError` (one line); the previous checkpoint and ``latest`` are untouched."""
     root = Path(run_dir) / CKPT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_weights(model_tensors, tmp / "model.safetensors")
-    if ema_tensors is not None:
-        save_weights(ema_tensors, tmp / "ema.safetensors")
-    save_state(state, tmp / "state.pt")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    final = root / name
-    if final.exists():  # re-written after a resume from an earlier step
-        old = root / f".old-{name}-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
-    write_text_atomic(root / LATEST, name)
+    tmp, old, final = root / f".tmp-{name}-{os.getpid()}", root / f".old-{name}-{os.getpid()}", root / name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        save_weights(model_tensors, tmp / "model.safetensors")
+        if ema_tensors is not None:
+            save_weights(ema_tensors, tmp / "ema.safetensors")
+        save_state(state, tmp / "state.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():  # re-written after a resume from an earlier step
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+        write_text_atomic(root / LATEST, name)
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0]
+        try:
+            last = latest_checkpoint(run_dir)
+        except CheckpointError:
+            last = None
+        keep = f"; last good checkpoint: {last}" if last else ""
+        raise CheckpointWriteError(f"cannot write checkpoint {name} in {root}: {reason}{keep}") from None
     rotate(root, keep, protect=name)
     return final
 
@@ -145,16 +204,58 @@ def rotate(root: Path, keep: int, protect: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+_STEP_NAME = re.compile(r"step_[0-9]{8,}")
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The folder ``checkpoints/latest`` names, or None when there is no ``latest`` yet.
+
+    It must name a direct child ``step_N`` of ``checkpoints/`` that is, after resolving links, still a
+    direct child of it; the text of anything else is never shown (``latest`` may be a link to a
+    file that is not ours)."""
     root = Path(run_dir) / CKPT_DIR
-    try:
-        name = (root / LATEST).read_text().strip()
-    except FileNotFoundError:
+    pointer = root / LATEST
+    if not pointer.exists() and not pointer.is_symlink():
         return None
+    bad = CheckpointError(f"{pointer} does not name a checkpoint folder in {root} (remove it or repair it "
+                          f"with the name of a step_* folder)")
+    if pointer.is_symlink() or not pointer.is_file():
+        raise bad
+    try:
+        name = pointer.read_bytes()[:64].decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        raise bad from None
     path = root / name
-    if not name.startswith("step_") or not path.is_dir():
-        raise CheckpointError(f"{root / LATEST} names {name!r}, which is not a checkpoint")
+    if not _STEP_NAME.fullmatch(name) or not path.is_dir() or path.resolve().parent != root.resolve():
+        raise bad
     return path
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint folder's name gives (``step_00000500`` -> 500)."""
+    return int(path.name.removeprefix("step_"))
+
+
+def truncate_metrics(run_dir: Path, step: int) -> int:
+    """Keep the records of ``metrics.jsonl`` up to ``step`` (those a resumed run will not log again);
+    returns how many were dropped. Unreadable lines (a write cut by a kill) are dropped too."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+            keep = isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step
+        except json.JSONDecodeError:
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -162,11 +263,13 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"run directory not found: {run_dir}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir} is not a unigen run directory (no {RUN_FILE})") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def write_run(run_dir: Path, record: dict[str, Any]) -> None:

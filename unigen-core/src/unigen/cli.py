@@ -7,6 +7,7 @@ a training run that diverges exits 1 with one line. Never a traceback for a user
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -116,8 +117,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from . import config as cfg
-    from .checkpoint import read_run, write_run
+    from .checkpoint import clean_stale, read_run, write_run
     from .distributed import DistributedContext
+    from .runlock import RunLock
     from .trainer import Trainer, TrainerConfig
 
     host = _host()
@@ -156,20 +158,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .api import build_model
 
     model = build_model(args.model, train.info, model_cfg, host=host)
-    if dist.is_main:
-        write_run(out, {
-            "format": 1, "model": args.model, "model_config": cfg.to_dict(model_cfg), "dataset": args.data,
-            "data_dir": data_dir, "data": cfg.to_dict(train.info), "trainer": cfg.to_dict(trainer_cfg),
-            "plugin": spec.plugin, "family": spec.family,
-        })
     trainer = Trainer(model, train, trainer_cfg, run_dir=out, quiet=args.quiet, host=host, data_dir=data_dir,
                       rank=dist.rank, world_size=dist.world_size)
-    resumed = trainer.resume() if args.resume else False
-    if dist.is_main and not args.quiet:
-        what = f"resumed at step {trainer.step}" if resumed else "from scratch"
-        print(f"training {args.model} on {args.data} ({len(train)} examples) {what} -> {out}", file=sys.stderr)
+    # Everything that can fail on a user's mistake has run: only now is the run directory written,
+    # by one process at a time (rank 0 holds its lock; a failed start leaves no run.json behind).
+    lock = RunLock(out) if dist.is_main else contextlib.nullcontext()
     try:
-        record = trainer.fit()
+        with lock:
+            if dist.is_main:
+                if not args.resume and (out / "run.json").exists():
+                    raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+                clean_stale(out)
+            resumed = trainer.resume() if args.resume else False
+            if dist.is_main:
+                write_run(out, {
+                    "format": 1, "model": args.model, "model_config": cfg.to_dict(model_cfg), "dataset": args.data,
+                    "data_dir": data_dir, "data": cfg.to_dict(train.info), "trainer": cfg.to_dict(trainer_cfg),
+                    "plugin": spec.plugin, "family": spec.family,
+                })
+            if dist.is_main and not args.quiet:
+                what = f"resumed at step {trainer.step}" if resumed else "from scratch"
+                print(f"training {args.model} on {args.data} ({len(train)} examples) {what} -> {out}", file=sys.stderr)
+            record = trainer.fit()
     finally:
         dist.close()
     if dist.is_main:

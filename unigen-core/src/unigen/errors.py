@@ -34,3 +34,9 @@ class TrainingDiverged(UnigenError):
 
 class UnsupportedOperation(UnigenError, NotImplementedError):
     """An operation a model cannot do, e.g. ``logprob`` of a GAN. The message says why."""
+
+
+class CheckpointWriteError(UnigenError):
+    """A checkpoint could not be written (a full disk, say); the previous one is intact."""
+
+    exit_code = 1

@@ -218,17 +218,32 @@ class Trainer:
             raise CheckpointError(f"trainer state does not match this model/trainer: {exc}") from None
 
     def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of the current step, after checking that every weight is finite: the
+        update after the last checked loss is otherwise unchecked, and a NaN/inf checkpoint would
+        replace the last good one."""
         if self.run_dir is None or not self.is_main:
             return None
+        names = list(self.model.state_dict())
+        tensors = ck.state_dict_for_save(self.model)
         ema = None
         if self.ema is not None:
-            names = list(self.model.state_dict())
             ema = {n: t.detach().cpu().contiguous().clone() for n, t in zip(names, self.ema)}
-        path = ck.write_checkpoint(self.run_dir, self.step, ck.state_dict_for_save(self.model), ema, self.state(),
+        self._check_weights({**tensors, **{f"ema {k}": t for k, t in (ema or {}).items()}})
+        path = ck.write_checkpoint(self.run_dir, self.step, tensors, ema, self.state(),
                                    keep=self.config.keep_checkpoints)
         for cb in self.callbacks:
             cb.on_checkpoint(self, path)
         return path
+
+    def _check_weights(self, tensors: Mapping[str, Tensor]) -> None:
+        bad = ck.first_non_finite(dict(tensors))
+        if bad is not None:
+            last = ck.latest_checkpoint(self.run_dir) if self.run_dir is not None else None
+            keep = f"; last good checkpoint: {last}" if last else ""
+            raise TrainingDiverged(
+                f"{self.model.model_id}: weights became NaN/inf by step {self.step} (in {bad!r}); not "
+                f"saved, stopped{keep}. Lower the learning rate or check the settings"
+            )
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``run_dir``; False when there is none."""
@@ -244,6 +259,11 @@ class Trainer:
             tensors = ck.load_weights(path / "ema.safetensors")
             self.ema = [tensors[n].to(self.device) for n in self.model.state_dict()]
         self.load_state(ck.load_state(path / "state.pt"))
+        if self.step != ck.checkpoint_step(path):
+            raise CheckpointError(f"{path / 'state.pt'} says step {self.step}, but it is in {path.name}: "
+                                  f"the checkpoint was altered")
+        if self.is_main:  # what was logged after this checkpoint is logged again: drop it, never twice
+            ck.truncate_metrics(self.run_dir, self.step)
         return True
 
     # -- the loop -------------------------------------------------------------------------------
@@ -360,6 +380,8 @@ class Trainer:
             latest = ck.latest_checkpoint(self.run_dir)
             if latest is None or latest.name != f"step_{self.step:08d}":
                 self.save_checkpoint()
+        else:  # no checkpoint checks them: a diverged run must not end as if it had trained
+            self._check_weights(self.model.state_dict())
         for cb in self.callbacks:
             cb.on_train_end(self)
         model.eval()

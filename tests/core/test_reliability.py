@@ -1,0 +1,227 @@
+"""Reliability: no bad checkpoint is written or loaded, paths stay inside the run, failures are one line."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from unigen import checkpoint as ck
+from unigen.cli import main
+
+TINY = ["--data", "digits", "--batch-size", "32", "--quiet", "--set", "z_dim=2", "--set", "width=8"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(code: int, err: str, expected: int = 2) -> str:
+    assert code == expected, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def train(capsys, out: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "train", "vae", *TINY, "--out", str(out), *extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished 4-step run with checkpoints at 2 and 4 (copied by the tests that change it)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", "vae", *TINY, "--out", str(out), "--steps", "4", "--checkpoint-every", "2"]) == 0
+    return out
+
+
+def copy_run(trained: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trained, tmp_path / "run", symlinks=True))
+
+
+# -- 1. weights are checked before a checkpoint is written ------------------------------------------------
+@pytest.mark.parametrize("flags", [["--lr", "inf", "--steps", "1"], ["--lr", "inf", "--steps", "6", "--checkpoint-every", "1"],
+                                   ["--set", "weight_decay=inf", "--steps", "1"]])
+def test_a_diverged_update_never_reaches_a_checkpoint_nor_exits_0(capsys, tmp_path, flags):
+    code, _, err = train(capsys, tmp_path / "r", *flags)
+    line = one_line(code, err, expected=1)
+    assert "NaN/inf" in line
+    for path in (tmp_path / "r" / "checkpoints").glob("step_*/*.safetensors"):
+        assert all(torch.isfinite(t).all() for t in ck.load_weights(path).values()), path
+
+
+def test_a_nan_checkpoint_is_refused_when_loaded(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    latest = ck.latest_checkpoint(run)
+    for name in ("model.safetensors", "ema.safetensors"):
+        if (latest / name).exists():
+            tensors = ck.load_weights(latest / name)
+            key = next(k for k, t in tensors.items() if t.is_floating_point())
+            tensors[key] = torch.full_like(tensors[key], float("nan"))
+            ck.save_weights(tensors, latest / name)
+    for argv in (["eval", str(run), "--n", "10"], ["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.npy")]):
+        line = one_line(*run_cli(capsys, *argv)[::2])
+        assert "NaN/inf" in line and key in line
+    assert not (tmp_path / "s.npy").exists()
+
+
+# -- 2. checkpoint paths stay direct children of checkpoints/ ---------------------------------------------
+def _evil(run: Path) -> Path:
+    """A second, different run beside ``run`` whose weights must never be loaded through ``run``."""
+    import shutil
+
+    evil = run.parent / "evil"
+    shutil.copytree(run / "checkpoints" / "step_00000004", evil)
+    return evil
+
+
+@pytest.mark.parametrize("how", ["dotdot", "symlinked-dir", "absolute"])
+def test_latest_never_leads_outside_the_checkpoints_folder(capsys, tmp_path, trained, how):
+    run = copy_run(trained, tmp_path)
+    evil = _evil(run)
+    latest = run / "checkpoints" / "latest"
+    if how == "dotdot":
+        latest.write_text("step_00000002/../../../evil")
+    elif how == "absolute":
+        latest.write_text(str(evil))
+    else:
+        (run / "checkpoints" / "step_00000009").symlink_to(evil)
+        latest.write_text("step_00000009")
+    for argv in (["eval", str(run), "--n", "10"], ["train", "vae", *TINY, "--out", str(run), "--steps", "6", "--resume"]):
+        line = one_line(*run_cli(capsys, *argv)[::2])
+        assert "latest" in line
+
+
+def test_a_latest_linked_to_another_file_does_not_show_its_contents(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("step_hunter2-password\n")
+    latest = run / "checkpoints" / "latest"
+    latest.unlink()
+    latest.symlink_to(secret)
+    line = one_line(*run_cli(capsys, "eval", str(run), "--n", "10")[::2])
+    assert "hunter2" not in line
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00bad", None])
+def test_latest_that_is_binary_or_a_directory_is_one_line(capsys, tmp_path, trained, content):
+    run = copy_run(trained, tmp_path)
+    latest = run / "checkpoints" / "latest"
+    latest.unlink()
+    if content is None:
+        latest.mkdir()
+    else:
+        latest.write_bytes(content)
+    one_line(*run_cli(capsys, "eval", str(run), "--n", "10")[::2])
+
+
+# -- 10. a full disk: one line, nothing left behind, the next --resume works ------------------------------
+def test_disk_full_is_one_line_leaves_no_temporary_entries_and_resume_works(capsys, tmp_path, monkeypatch, trained):
+    run = copy_run(trained, tmp_path)
+    real = ck.save_weights
+
+    def full(tensors, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ck, "save_weights", full)
+    code, _, err = train(capsys, run, "--steps", "6", "--resume")
+    line = one_line(code, err, expected=1)
+    assert "No space left on device" in line and "step_00000004" in line
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(ck, "save_weights", real)
+    code, _, err = train(capsys, run, "--steps", "6", "--resume")
+    assert code == 0, err
+    assert ck.latest_checkpoint(run).name == "step_00000006"
+
+
+def test_stale_temporary_entries_are_cleaned_at_start(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    (run / "checkpoints" / ".tmp-step_00000006-99999").mkdir()
+    (run / "checkpoints" / ".tmp-step_00000006-99999" / "model.safetensors").write_bytes(b"x")
+    (run / "checkpoints" / ".latest.tmp-99999").write_text("step_00000006")
+    (run / ".run.json.tmp-99999").write_text("{")
+    code, _, err = train(capsys, run, "--steps", "6", "--resume")
+    assert code == 0, err
+    assert sorted(p.name for p in run.rglob(".*tmp*")) == []
+
+
+# -- 11. state.pt: one line for a crafted pickle, a tampered step is refused ------------------------------
+def test_a_crafted_state_is_one_line_without_torch_advice(capsys, tmp_path, trained):
+    import pickle
+
+    run = copy_run(trained, tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"step": Evil()}, ck.latest_checkpoint(run) / "state.pt", pickle_module=pickle)
+    line = one_line(*train(capsys, run, "--steps", "6", "--resume")[::2])
+    assert "weights_only" not in line and "state.pt" in line
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_tampered_step_count_is_refused(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    path = ck.latest_checkpoint(run) / "state.pt"
+    state = ck.load_state(path)
+    state["step"] = 1000
+    torch.save(state, path)
+    line = one_line(*train(capsys, run, "--steps", "1200", "--resume")[::2])
+    assert "1000" in line and "step_00000004" in line
+
+
+# -- 5. one writer per run directory ------------------------------------------------------------------------
+def test_a_second_trainer_on_a_live_run_is_refused_naming_the_holder(capsys, tmp_path, trained):
+    from unigen.runlock import RunLock
+
+    run = copy_run(trained, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    with RunLock(run):
+        line = one_line(*train(capsys, run, "--steps", "6", "--resume")[::2])
+        assert f"pid {os.getpid()}" in line
+        line = one_line(*train(capsys, tmp_path / "run", "--steps", "6")[::2])
+    assert (run / "metrics.jsonl").read_text() == before and ck.latest_checkpoint(run).name == "step_00000004"
+    assert not (run / ".lock").exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    (run / ".lock").write_text("999999999@otherhost\n")
+    code, _, err = train(capsys, run, "--steps", "6", "--resume")
+    assert code == 0, err
+    assert "taking over" in err and "999999999" in err
+    assert not (run / ".lock").exists()
+
+
+# -- 8. a failed start writes nothing -------------------------------------------------------------------------
+def test_a_failed_start_leaves_nothing_and_the_corrected_command_runs(capsys, tmp_path):
+    out = tmp_path / "r"
+    one_line(*run_cli(capsys, "train", "vae", "--data", "digits", "--quiet", "--batch-size", "100000",
+                      "--steps", "1", "--out", str(out))[::2])
+    assert not out.exists()
+    code, _, err = train(capsys, out, "--steps", "1")
+    assert code == 0, err
+
+
+# -- 9. --resume never logs a step twice --------------------------------------------------------------------
+def test_resume_drops_the_metrics_logged_after_its_checkpoint(capsys, tmp_path):
+    run = tmp_path / "r"
+    code, _, err = train(capsys, run, "--steps", "4", "--checkpoint-every", "2", "--set", "log_every=1")
+    assert code == 0, err
+    (run / "checkpoints" / "latest").write_text("step_00000002")  # as if killed before step 4's checkpoint
+    code, _, err = train(capsys, run, "--steps", "4", "--resume")
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
