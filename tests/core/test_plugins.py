@@ -139,3 +139,94 @@ def test_a_wrapper_sees_every_operation_of_every_model():
 def test_registration_hooks_may_take_no_arguments():
     mod = types.SimpleNamespace(unigen_register_models=hookimpl(lambda: None))
     get_plugin_manager(autoload=False, plugins=[mod])
+
+
+def _two_dists(tmp_path, monkeypatch, first: str, second: str) -> None:
+    for name, extra in ((first, "tiny-a"), (second, "tiny-b")):
+        (tmp_path / name).mkdir()
+        _fake_dist(tmp_path / name, monkeypatch, name, GOOD + f"""
+@hookimpl
+def unigen_register_datasets(register):
+    from unigen import DatasetSpec
+    register(DatasetSpec(id="{extra}", load=lambda split, data_dir: None))
+""")
+
+
+def test_an_id_registered_by_two_distributions_is_refused_from_both_until_one_is_blocked(tmp_path, monkeypatch):
+    _two_dists(tmp_path, monkeypatch, "aaplug", "zzplug")  # aaplug sorts first: it used to win 'tiny'
+    with pytest.warns(PluginWarning) as record:
+        host = get_plugin_manager(env={})
+    lines = [str(w.message) for w in record if "tiny" in str(w.message)]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    for part in ("'tiny'", "aaplug 1.0", "zzplug 1.0", "UNIGEN_BLOCK_PLUGINS"):
+        assert part in lines[0], lines[0]
+    assert "tiny" not in host.models
+    assert "tiny-a" in host.datasets and "tiny-b" in host.datasets  # the rest of each plugin stays
+    assert not host.failures
+    with pytest.raises(UnknownId, match="aaplug.*zzplug.*UNIGEN_BLOCK_PLUGINS"):
+        host.models["tiny"]
+    host = get_plugin_manager(env={"UNIGEN_BLOCK_PLUGINS": "aaplug"})
+    assert host.models["tiny"].plugin == "zzplug"
+
+
+BROKEN = {
+    "misspelt": GOOD + "\n@hookimpl\ndef unigen_register_modles(register):\n    pass\n",
+    "exits": "import sys\nsys.exit(3)\n",
+    "notattrs": """
+from unigen import ModelSpec, hookimpl, GenerativeModel
+
+class Plain(GenerativeModel):
+    family = "plain"
+
+    class Config:
+        pass
+
+@hookimpl
+def unigen_register_models(register):
+    register(ModelSpec(id="plain", model_cls=Plain))
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_plugin_is_skipped_naming_it_and_the_others_load(tmp_path, monkeypatch, kind):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _fake_dist(tmp_path / "a", monkeypatch, "brokenplug", BROKEN[kind])
+    _fake_dist(tmp_path / "b", monkeypatch, "otherplug", GOOD.replace('"tiny"', '"tiny2"'))
+    with pytest.warns(PluginWarning, match="brokenplug.*UNIGEN_BLOCK_PLUGINS=brokenplug"):
+        host = get_plugin_manager(env={})
+    assert "tiny2" in host.models and "plain" not in host.models and "tiny" not in host.models
+    assert [f.name for f in host.failures] == ["brokenplug"]
+
+
+def test_a_hook_that_raises_when_called_is_one_error_naming_its_plugin(tmp_path, monkeypatch):
+    _fake_dist(tmp_path, monkeypatch, "boomplug", """
+from unigen import hookimpl
+
+@hookimpl
+def unigen_sample(model, num_samples, steps):
+    raise RuntimeError("boom in sample")
+""")
+    host = get_plugin_manager(env={})
+    info = unigen.DataInfo(name="t", shape=(2,), kind="vector")
+    with pytest.raises(UnigenError, match="plugin 'boomplug'.*unigen_sample.*boom in sample.*UNIGEN_BLOCK_PLUGINS=boomplug"):
+        ops.sample(_Const(None, info), 3, host=host)
+
+
+def test_the_cli_shows_a_plugin_warning_as_one_line(tmp_path):
+    import os
+    import subprocess
+
+    dist = tmp_path / "brokenplug-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[unigen]\nbrokenplug = brokenplug_mod\n")
+    (tmp_path / "brokenplug_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env.pop("UNIGEN_SHOW_PLUGIN_WARNINGS", None)
+    out = subprocess.run([sys.executable, "-m", "unigen", "datasets"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "brokenplug" in lines[0] and "boom at import" in lines[0], out.stderr

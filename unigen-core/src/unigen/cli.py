@@ -47,7 +47,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                      **{k: v for k, v in ids.items()}})
     failed = [{"name": f.name, "distribution": f.dist, "error": f.error} for f in host.failures]
     if args.json:
-        print(json.dumps({"plugins": rows, "failed": failed, "blocked": host.blocked}, indent=2))
+        refused = {reg.what: sorted(reg.refused) for reg in (host.models, host.datasets, host.samplers, host.metrics)
+                   if reg.refused}
+        print(json.dumps({"plugins": rows, "failed": failed, "blocked": host.blocked, "refused": refused}, indent=2))
         return 0
     table = [{"plugin": r["name"], "distribution": r["distribution"],
               "ids": ", ".join(i for k in ("models", "datasets", "samplers", "metrics") for i in r.get(k, []))}
@@ -399,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A plugin warning is one line for the user, not the core's source line that issued it."""
+    from .plugins import PluginWarning
+
+    if issubclass(category, PluginWarning):
+        print(str(message), file=file or sys.stderr)
+    else:
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .malloc import tune
@@ -406,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune()  # keep freed tensor memory in the process (unigen.malloc; UNIGEN_MALLOC=system: off)
     if not os.environ.get("UNIGEN_SHOW_PLUGIN_WARNINGS"):
         warnings.simplefilter("default")
+    warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command][2](args)
     except UnigenError as exc:

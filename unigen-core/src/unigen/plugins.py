@@ -10,8 +10,12 @@ Environment variables (the semantics of pytest's and llm's):
 ``UNIGEN_DISABLE_PLUGIN_AUTOLOAD``
     Any non-empty value: load no entry points (only the core's built-ins).
 
-A plugin that fails to import, or whose registration fails (a duplicate id, say), is skipped with one
-warning naming it, its distribution and the variable that disables it; the others load.
+A plugin that fails to import (any exception, ``SystemExit`` included), implements a hook that does
+not exist (a misspelt name), or whose registration fails (an id twice, a ``Config`` that is not an
+attrs class) is skipped with one warning naming it, its distribution and the variable that disables
+it; the others load. An id registered by two plugins is refused from both, with one warning naming
+both distributions and ``UNIGEN_BLOCK_PLUGINS`` (the core's own ids stay theirs). A hook that raises
+when called is one error naming its plugin (:meth:`Host.call`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ ENV_NO_AUTOLOAD = "UNIGEN_DISABLE_PLUGIN_AUTOLOAD"
 
 
 class PluginWarning(UserWarning):
-    """A plugin was skipped because it failed to import or register."""
+    """A plugin was skipped because it failed to import or register, or an id of it was refused."""
+
+
+class PluginError(UnigenError):
+    """A plugin's hook raised when called; the message names the plugin and how to disable it."""
+
+    exit_code = 1
+
+CORE = "unigen.defaults"
 
 
 @attrs.frozen
@@ -76,40 +88,68 @@ class Host:
             ("unigen_register_samplers", self.samplers),
             ("unigen_register_metrics", self.metrics),
         ]
+        staged: dict[str, list[tuple[Registry, Any]]] = {}
         for name in self.plugin_names():
             plugin = self.pm.get_plugin(name)
             try:
-                # Register into scratch registries first, so a failing plugin adds nothing.
-                staged: list[tuple[Registry, Any]] = []
+                # Register into a scratch list first, so a failing plugin adds nothing.
+                mine: list[tuple[Registry, Any]] = []
                 for hook_name, registry in hooks:
                     for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                         if impl.plugin is plugin:
-                            cb = functools.partial(_stage, staged, registry)
+                            cb = functools.partial(_stage, mine, registry)
                             impl.function(*([cb] if impl.argnames else []))
-                seen: dict[tuple[str, str], bool] = {}
-                for registry, spec in staged:
-                    key = (registry.what, spec.id)
-                    if spec.id in registry or key in seen:
-                        other = registry[spec.id].plugin if spec.id in registry else name
-                        raise UnigenError(
-                            f"{registry.what} id {spec.id!r} is already registered by plugin {other!r}"
-                        )
-                    seen[key] = True
-                for registry, spec in staged:
-                    registry.callback(name)(spec)
-            except Exception as exc:  # a broken plugin must not take the others down
+                seen: set[tuple[str, str]] = set()
+                for registry, spec in mine:
+                    if (registry.what, spec.id) in seen:
+                        raise UnigenError(f"{registry.what} id {spec.id!r} registered twice by the same plugin")
+                    seen.add((registry.what, spec.id))
+                staged[name] = mine
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down
                 self._fail(name, exc)
                 self.pm.unregister(name=name)
+        claims: dict[tuple[str, str], list[str]] = {}
+        for name, mine in staged.items():
+            for registry, spec in mine:
+                claims.setdefault((registry.what, spec.id), []).append(name)
+        for name, mine in staged.items():
+            for registry, spec in mine:
+                owners = claims[(registry.what, spec.id)]
+                if len(owners) == 1 or (name == CORE and CORE in owners):
+                    registry.callback(name)(spec)
+                elif CORE in owners:
+                    _warn(f"unigen plugin {name!r} ({self.dists.get(name, '?')}): {registry.what} id {spec.id!r} "
+                          f"is already registered by the core; the plugin's is ignored (disable it with "
+                          f"{ENV_BLOCK}={name})")
+                elif name == owners[0]:  # refused from all of them, said once
+                    named = " and ".join(f"plugin {o!r} ({self.dists.get(o, '?')})" for o in owners)
+                    blocks = " or ".join(f"{ENV_BLOCK}={o}" for o in owners)
+                    msg = (f"{registry.what} id {spec.id!r} is registered by both {named}; refused from both "
+                           f"until one is blocked: {blocks}")
+                    registry.refused[spec.id] = msg
+                    _warn(f"unigen: {msg}")
 
     def _fail(self, name: str, exc: BaseException) -> None:
         dist = self.dists.get(name, "unknown distribution")
-        self.failures.append(PluginFailure(name, dist, f"{type(exc).__name__}: {exc}"))
-        warnings.warn(
-            f"unigen plugin {name!r} ({dist}) skipped: {type(exc).__name__}: {exc} "
-            f"(disable it with {ENV_BLOCK}={name})",
-            PluginWarning,
-            stacklevel=3,
-        )
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        self.failures.append(PluginFailure(name, dist, error))
+        _warn(f"unigen plugin {name!r} ({dist}) skipped: {error} (disable it with {ENV_BLOCK}={name})")
+
+    def call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook; an exception raised inside a plugin's implementation (not the core's, not a
+        model's own method called by the core) becomes one :class:`PluginError` naming the plugin."""
+        hook = getattr(self.pm.hook, hook_name)
+        try:
+            return hook(**kwargs)
+        except UnigenError:
+            raise
+        except Exception as exc:
+            name = _raising_plugin(exc, hook)
+            if name is None:
+                raise
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            raise PluginError(f"plugin {name!r} ({self.dists.get(name, 'unknown distribution')}) failed in "
+                              f"{hook_name}: {error} (disable it with {ENV_BLOCK}={name})") from exc
 
     # -- queries ------------------------------------------------------------------------------
     def plugin_names(self) -> list[str]:
@@ -127,6 +167,27 @@ class Host:
     def hooks_of(self, plugin: str) -> list[str]:
         obj = self.pm.get_plugin(plugin)
         return sorted(h.name for h in (self.pm.get_hookcallers(obj) or []))
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, PluginWarning, stacklevel=2)
+
+
+def _raising_plugin(exc: BaseException, hook: Any) -> str | None:
+    """The plugin whose implementation of ``hook`` is on the traceback of ``exc`` (innermost first)."""
+    codes = {impl.function.__code__: impl.plugin_name for impl in hook.get_hookimpls()
+             if impl.plugin_name != CORE and hasattr(impl.function, "__code__")}
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        found = codes.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return found
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Hook implementations of ``plugin`` that match no spec (what ``check_pending`` refuses)."""
+    return sorted(h.name for h in (pm.get_hookcallers(plugin) or []) if not h.has_spec()
+                  and any(i.plugin is plugin and not i.optionalhook for i in h.get_hookimpls()))
 
 
 def _load_entry_points(host: Host, allow: Iterable[str] | None) -> None:
@@ -148,13 +209,18 @@ def _load_entry_points(host: Host, allow: Iterable[str] | None) -> None:
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # ImportError and anything the module raises at import
+        except (Exception, SystemExit) as exc:  # ImportError and anything the module raises at import
             host._fail(ep.name, exc)
             continue
         try:
             host.pm.register(plugin, name=ep.name)
+            unknown = _unknown_hooks(host.pm, plugin)
+            if unknown:
+                raise UnigenError(f"unknown hook {unknown[0]!r} (misspelt? see unigen.hookspecs)")
         except Exception as exc:  # e.g. a hook implementation with an unknown argument
             host._fail(ep.name, exc)
+            if host.pm.is_registered(plugin):
+                host.pm.unregister(plugin)
 
 
 def get_plugin_manager(
@@ -183,8 +249,8 @@ def get_plugin_manager(
     if autoload:
         allow = _split(env[ENV_ALLOW]) if ENV_ALLOW in env else None
         _load_entry_points(host, allow)
-    pm.register(defaults, name="unigen.defaults")
-    host.dists["unigen.defaults"] = "unigen-core (built in)"
+    pm.register(defaults, name=CORE)
+    host.dists[CORE] = "unigen-core (built in)"
     for i, plugin in enumerate(plugins):
         pm.register(plugin, name=getattr(plugin, "__name__", None) or f"plugin-{i}")
     pm.check_pending()

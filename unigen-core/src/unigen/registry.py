@@ -1,6 +1,7 @@
 """Registries filled by the registration hooks: models, datasets, samplers and metrics.
 
-An id is registered once; a duplicate is refused naming both plugins. An unknown id fails with the
+An id is registered once. An id that two plugins register is refused from both (no silent winner:
+the host names both and the variable that blocks one); asking for it repeats that line. An unknown id fails with the
 known ids and, where the id belongs to a family that is not installed, the distribution to install.
 """
 
@@ -29,12 +30,19 @@ KNOWN_PROVIDERS: dict[str, str] = {
 }
 
 
+def _config_is_attrs(instance: Any, attribute: Any, model_cls: type) -> None:
+    config = getattr(model_cls, "Config", None)
+    if not (isinstance(config, type) and attrs.has(config)):
+        raise TypeError(f"model {instance.id!r}: {getattr(model_cls, '__qualname__', model_cls)}.Config is not an "
+                        f"attrs class (declare it with @attrs.frozen(kw_only=True))")
+
+
 @attrs.frozen(kw_only=True)
 class ModelSpec:
     """A model id and the class that builds it (``model_cls.Config`` is its config class)."""
 
     id: str
-    model_cls: type
+    model_cls: type = attrs.field(validator=_config_is_attrs)
     description: str = ""
     plugin: str = ""  # filled in by the host: the plugin that registered it
 
@@ -102,6 +110,7 @@ class Registry(Generic[S]):
     def __init__(self, what: str) -> None:
         self.what = what
         self._items: dict[str, S] = {}
+        self.refused: dict[str, str] = {}  # id -> why (registered by two plugins)
 
     def callback(self, plugin: str) -> Callable[[S], None]:
         def register(spec: S) -> None:
@@ -120,7 +129,7 @@ class Registry(Generic[S]):
         try:
             return self._items[key]
         except KeyError:
-            raise UnknownId(self.unknown_message(key)) from None
+            raise UnknownId(self.refused.get(key) or self.unknown_message(key)) from None
 
     def unknown_message(self, key: str) -> str:
         known = ", ".join(sorted(self._items)) or "none"

@@ -17,6 +17,7 @@ rate (its scheduler is not stepped; its state is brought up to date when saved).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -182,7 +183,7 @@ class Trainer:
         if len(impls) == 1 and impls[0].plugin is defaults and not impls[0].hookwrapper and not impls[0].wrapper:
             loss = self.model.loss
             return lambda model, batch, group: loss(batch, group)
-        return hook
+        return functools.partial(self.host.call, "unigen_loss")
 
     def _constant_lr(self) -> bool:
         return self.config.lr_schedule == "constant" and self.config.warmup_steps == 0
