@@ -74,3 +74,10 @@ def test_a_vector_only_model_is_refused_on_images_and_on_captioned_data(tmp_path
         assert not run.exists()
     with pytest.raises(unigen.DataError, match="does not take image data"):
         unigen.build_model("energy-matching", unigen.load_dataset("digits"))
+
+
+def test_captioned_images_are_taken_by_text_image_and_image_models():
+    data = unigen.load_dataset("digits-captions")
+    assert data.info.kinds == ("image", "text-image")
+    unigen.build_model("transfusion", data)
+    unigen.build_model("vae", data)

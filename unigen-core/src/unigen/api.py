@@ -36,8 +36,9 @@ def build_model(
     spec = (host or default_host()).models[model_id]
     info = data.info if isinstance(data, Dataset) else data
     kinds = spec.model_cls.data_kinds
-    if info.kind not in kinds:  # the model's declared data_kinds are a contract, not a hint
-        raise DataError(f"{model_id} does not take {info.kind} data ({info.name!r}); it takes {', '.join(kinds)} data")
+    if not set(info.kinds) & set(kinds):  # the model's declared data_kinds are a contract, not a hint
+        raise DataError(f"{model_id} does not take {' or '.join(info.kinds)} data ({info.name!r}); "
+                        f"it takes {', '.join(kinds)} data")
     if config is None or isinstance(config, Mapping):
         config = cfg.from_dict(spec.model_cls.Config, dict(config or {}), what=f"{model_id} config")
     elif not isinstance(config, spec.model_cls.Config):

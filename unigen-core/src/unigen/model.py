@@ -44,6 +44,11 @@ class DataInfo:
         return n
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """The ``data_kinds`` this data satisfies: captioned images (``vocab_size`` set) are images too."""
+        return (self.kind, "text-image") if self.kind == "image" and self.vocab_size is not None else (self.kind,)
+
+    @property
     def is_image(self) -> bool:
         return self.kind == "image" and len(self.shape) == 3
 
