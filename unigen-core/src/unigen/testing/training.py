@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from .api import build_model, load_dataset
-from .data import Dataset
-from .model import GenerativeModel
-from .trainer import Trainer, TrainerConfig
+from ..api import build_model, load_dataset
+from ..data import Dataset
+from ..model import GenerativeModel
+from ..trainer import Trainer, TrainerConfig
 
 
 def quick_train(
