@@ -21,6 +21,8 @@ ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent for p in (ROOT / "unigen-plugins").glob("unigen-*/pyproject.toml"))
 FAMILIES = [p.name.removeprefix("unigen-") for p in PLUGINS]
 EXAMPLE = ROOT / "tests" / "example-plugin"
+# What each distribution of this repository provides (the core names it when one is not installed).
+CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.json").read_text())["distributions"]
 
 nox.options.sessions = ["lint", "tests", "family", "third_party"]
 nox.options.reuse_existing_virtualenvs = True
@@ -69,15 +71,21 @@ def tests(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("family", FAMILIES, ids=FAMILIES)
 def family(session: nox.Session, family: str) -> None:
-    """Only the core and one family: it must list only its own ids and pass the contract alone."""
+    """Only the core and one distribution: it must list only its own ids, provide what the core's
+    catalogue says it provides (model ids, commands), and pass the contract alone."""
     path = ROOT / "unigen-plugins" / f"unigen-{family}"
     _install(session, ROOT / "unigen-core", path)
-    out = session.run("unigen", "models", "--json", silent=True)
-    rows = json.loads(out)
+    provides = CATALOGUE.get(f"unigen-{family}", {})
+    rows = json.loads(session.run("unigen", "models", "--json", silent=True))
+    ids = [r["id"] for r in rows]
     foreign = [r["id"] for r in rows if r["plugin"] != family]
-    if not rows or foreign:
-        session.error(f"family {family!r} session lists {[r['id'] for r in rows]}; foreign ids: {foreign}")
-    session.log(f"{family}: {', '.join(r['id'] for r in rows)}")
+    missing = sorted(set(provides.get("models", [])) - set(ids))
+    if foreign or missing or (not rows and not provides.get("commands")):
+        session.error(f"family {family!r} session lists {ids}; foreign ids: {foreign}; "
+                      f"in the catalogue but not registered: {missing}")
+    for command in provides.get("commands", []):  # a plugin of commands (unigen-bench) registers no models
+        session.run("unigen", command, "--help", silent=True)
+    session.log(f"{family}: {', '.join(ids) or 'no models'}; commands: {', '.join(provides.get('commands', []))}")
     session.run("python", "-m", "pytest", "-n", "2", "-m", "not slow", "tests/contract", str(path / "tests"))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import unigen
-from unigen import bench
+from unigen_bench import bench
 
 
 def _arm(out: Path, models: str, minutes: float, args: argparse.Namespace, sets: tuple[str, ...] = ()) -> dict:

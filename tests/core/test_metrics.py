@@ -1,5 +1,5 @@
 """Metrics: the mathematics of FID/KID/IS/precision-recall on feature matrices, the evaluator network
-(determinism, cache, accuracy), the sanity properties on real data, throughput, and `unigen eval`."""
+(determinism, cache, accuracy), the sanity properties on real data and `unigen eval`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import unigen
 from unigen.cli import main
 from unigen.metrics import EvalContext, quality, scores
 from unigen.metrics import evaluator as ev
-from unigen.metrics import throughput as tp
 from unigen.testing import untrained
 
 SAMPLE_KEYS = ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall")
@@ -104,30 +103,6 @@ def test_precision_recall_of_a_set_against_itself_is_one_and_of_far_sets_zero():
     collapsed = a[:1].repeat(300, 1) + 1e-3 * torch.randn(300, 8, generator=g)
     p, r = scores.precision_recall(a, collapsed)
     assert p == 1.0 and r < 0.05
-
-
-# -- throughput -----------------------------------------------------------------------------------
-def test_median_seconds_skips_warmup_and_takes_the_median(monkeypatch):
-    clock = iter([0.0, 5.0, 10.0, 11.0, 20.0, 23.0])  # timed runs last 5, 1, 3 seconds
-    calls = []
-    monkeypatch.setattr(tp.time, "perf_counter", lambda: next(clock))
-    assert tp.median_seconds(lambda: calls.append(1), warmup=2, repeats=3) == 3.0
-    assert len(calls) == 5
-
-
-def test_samples_per_sec_from_chunks_drops_the_first_chunk():
-    assert tp.samples_per_sec_from_chunks(((100, 10.0), (100, 1.0), (100, 2.0), (100, 0.5))) == 100.0
-    assert tp.samples_per_sec_from_chunks(((50, 2.0),)) == 25.0
-    assert tp.samples_per_sec_from_chunks(()) is None
-
-
-def test_training_throughput_leaves_the_model_untouched():
-    model = untrained("vae")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = tp.training_throughput(model, unigen.load_dataset("digits"), unigen.TrainerConfig(batch_size=32),
-                                 steps=2, warmup=1, repeats=2)
-    assert out["train_steps_per_sec"] > 0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # -- the evaluator ----------------------------------------------------------------------------------

@@ -230,3 +230,50 @@ def test_the_cli_shows_a_plugin_warning_as_one_line(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "brokenplug" in lines[0] and "boom at import" in lines[0], out.stderr
+
+
+# -- commands from plugins -------------------------------------------------------------------------
+class _Hello:
+    @hookimpl
+    def unigen_register_commands(self, subparsers):
+        p = subparsers.add_parser("hello", help="say hello")
+        p.add_argument("--name", default="world")
+        p.set_defaults(run=lambda args: len(args.name))
+
+
+class _BrokenCommands:
+    @hookimpl
+    def unigen_register_commands(self, subparsers):
+        raise RuntimeError("boom")
+
+
+def test_a_plugin_adds_a_command_and_a_broken_one_is_skipped_with_a_warning():
+    from unigen.cli import build_parser
+
+    host = get_plugin_manager(autoload=False, plugins=[_Hello(), _BrokenCommands()])
+    with pytest.warns(PluginWarning, match="its commands were skipped: RuntimeError: boom"):
+        parser = build_parser(host)
+    args = parser.parse_args(["hello", "--name", "abc"])
+    assert args.run(args) == 3
+    assert parser.parse_args(["models"]).run is not None  # the core's own commands are there too
+
+
+def test_the_catalogue_names_only_what_each_distribution_registers():
+    """Every id the core's catalogue attributes to an installed distribution of this repository is
+    registered by that distribution (so a hint to install it is never wrong)."""
+    from unigen.registry import _catalogue
+
+    host = unigen.default_host()
+    registries = {"models": host.models, "metrics": host.metrics, "datasets": host.datasets}
+    installed = {d.split()[0]: name for name, d in host.dists.items()}
+    checked = 0
+    for dist, provides in _catalogue().items():
+        if dist not in installed:
+            continue
+        for what, ids in provides.items():
+            if what == "commands":
+                continue
+            for key in ids:
+                assert key in registries[what] and registries[what][key].plugin == installed[dist], (dist, key)
+                checked += 1
+    assert checked > 0

@@ -40,6 +40,7 @@ trainer asks ``loss`` for the group it is about to step.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,17 @@ def unigen_register_metrics(register: Callable[..., None]) -> None:
     """Register evaluation metrics for ``unigen eval``. Called once per plugin manager.
 
     :param register: ``register(spec)`` with a :class:`unigen.registry.MetricSpec`.
+    """
+
+
+@hookspec
+def unigen_register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add subcommands to ``unigen`` (as llm's ``register_commands``). Called once per parser.
+
+    :param subparsers: the ``argparse`` sub-parsers of the ``unigen`` command. Add a command with
+        ``p = subparsers.add_parser(name, help=...)``, its arguments with ``p.add_argument(...)``, and
+        what runs it with ``p.set_defaults(run=fn)``, where ``fn(args) -> int`` returns the exit code.
+        A user's mistake is raised as :class:`unigen.errors.UnigenError` (one line on stderr, exit 2).
     """
 
 

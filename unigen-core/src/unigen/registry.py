@@ -8,6 +8,9 @@ known ids and, where the id belongs to a family that is not installed, the distr
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.resources
+import json
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -15,19 +18,20 @@ import attrs
 
 from .errors import UnigenError, UnknownId
 
-# Ids of the families published from this repository, so that a missing one can say what to install.
-KNOWN_PROVIDERS: dict[str, str] = {
-    **dict.fromkeys(["vae", "beta-vae", "vq-vae", "fsq"], "unigen-vae"),
-    **dict.fromkeys(["realnvp", "cnf", "flow-matching", "rectified-flow"], "unigen-flow"),
-    **dict.fromkeys(["gan", "wgan", "wgan-gp", "stylegan"], "unigen-gan"),
-    **dict.fromkeys(["ddpm", "ddim", "score-sde", "consistency", "ldm"], "unigen-diffusion"),
-    **dict.fromkeys(["pixelcnn", "transformer-ar"], "unigen-ar"),
-    **dict.fromkeys(["jepa", "transfusion"], "unigen-world"),
-    **dict.fromkeys(
-        ["stochastic-interpolant", "diffflow", "energy-matching", "wasserstein-flow", "unbalanced-ot"],
-        "unigen-unified",
-    ),
-}
+
+@functools.lru_cache(maxsize=1)
+def _catalogue() -> dict[str, dict[str, list[str]]]:
+    """``catalogue.json``: the distributions published from this repository and what they provide."""
+    text = importlib.resources.files("unigen").joinpath("catalogue.json").read_text()
+    return json.loads(text)["distributions"]
+
+
+def provider_of(what: str, key: str) -> str | None:
+    """The distribution that provides ``key`` (``what``: models, commands, metrics...), or None."""
+    for dist, provides in _catalogue().items():
+        if key in provides.get(what, ()):
+            return dist
+    return None
 
 
 def _config_is_attrs(instance: Any, attribute: Any, model_cls: type) -> None:
@@ -134,7 +138,7 @@ class Registry(Generic[S]):
     def unknown_message(self, key: str) -> str:
         known = ", ".join(sorted(self._items)) or "none"
         msg = f"unknown {self.what} {key!r}; known: {known}"
-        provider = KNOWN_PROVIDERS.get(key) if self.what == "model" else None
+        provider = provider_of(self.what + "s", key)
         if provider:
             msg += f" (no plugin provides {key!r}: pip install {provider})"
         else:

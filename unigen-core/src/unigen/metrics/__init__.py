@@ -4,8 +4,8 @@ Each metric is ``compute(ctx) -> dict`` over an :class:`EvalContext`. A metric a
 support reports ``None`` with the reason rather than failing.
 
 Built in: ``nll`` (bits/dim, :mod:`.nll`), ``fid``, ``kid``, ``is``, ``pr`` (sample quality on
-evaluator features, :mod:`.quality`, :mod:`.scores`, :mod:`.evaluator`) and ``throughput``
-(:mod:`.throughput`). The sample-based metrics share one set of samples through ``ctx.cache``.
+evaluator features, :mod:`.quality`, :mod:`.scores`, :mod:`.evaluator`); ``throughput`` comes with
+unigen-bench. The sample-based metrics share one set of samples through ``ctx.cache``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from ..errors import UnsupportedOperation
 from ..model import GenerativeModel
 from ..registry import MetricSpec
 from . import quality
-from . import throughput as _throughput
 from .nll import bits_per_dim, dequantize
 
 
@@ -104,8 +103,6 @@ BUILTIN = [
     MetricSpec(id="is", compute=quality.inception, description="Inception Score on evaluator class probabilities"),
     MetricSpec(id="pr", compute=quality.precision_recall,
                description="precision and recall, k-NN manifolds (Kynkaanniemi et al. 2019)"),
-    MetricSpec(id="throughput", compute=_throughput.throughput,
-               description="samples/sec and training steps/sec (warm-up, median of repeats)"),
 ]
 
 __all__ = ["EvalContext", "bits_per_dim", "dequantize", "BUILTIN", "nll"]

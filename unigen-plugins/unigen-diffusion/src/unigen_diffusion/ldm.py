@@ -24,7 +24,7 @@ from torch import Tensor
 from unigen import DataInfo, UnigenError, default_host, load_run, ops
 from unigen.checkpoint import read_run
 from unigen.errors import UnsupportedOperation
-from unigen.registry import KNOWN_PROVIDERS
+from unigen.registry import provider_of
 
 from .ddpm import DDPM, SAMPLERS, DDPMConfig
 
@@ -44,7 +44,7 @@ def load_autoencoder(run_dir: str) -> Any:
         raise UnigenError("ldm needs a trained autoencoder run: --set autoencoder=RUN_DIR (e.g. a 'vae' run)")
     model_id = read_run(run_dir).get("model", "?")
     if model_id not in default_host().models:
-        provider = KNOWN_PROVIDERS.get(model_id, "the plugin that provides it")
+        provider = provider_of("models", model_id) or "the plugin that provides it"
         raise UnigenError(f"ldm: the autoencoder run {run_dir} is a {model_id!r} model, which no installed plugin "
                           f"provides: pip install {provider}")
     return load_run(run_dir).model

@@ -1,12 +1,10 @@
-"""The speed report's machinery and the performance work it measures, checked without timing anything.
+"""Fast paths of the core, checked without timing anything.
 
 - The in-place solver steps (Euler, Heun, RK4, Euler-Maruyama) equal the straightforward formulas,
   also for a field that returns the same output buffer every call, and allocate nothing per step.
-- The bare loop of ``trainer_overhead`` does the same math as the generic trainer: the same weights
-  after the same steps, so the ratio compares equal work.
 - The trainer's loss bookkeeping (stacked once per interval) and its constant-LR fast path keep the
   logged losses and the saved scheduler state what they were.
-- Medians, pairing, fits and the zero-network patch behave as documented.
+- glibc malloc tuning respects the user's settings.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from unigen import DataInfo, Dataset, GenerativeModel, Trainer, TrainerConfig, speed
+from unigen import DataInfo, Dataset, GenerativeModel, Trainer, TrainerConfig
 from unigen.samplers import get_sampler
 
 
@@ -181,33 +179,6 @@ def _data(n=100, dim=5):
     return Dataset(info=info, x=torch.randn(n, dim, generator=g), y=torch.arange(n) % 3)
 
 
-def test_bare_loop_does_the_same_math_as_the_trainer():
-    data = _data()
-    torch.manual_seed(0)
-    a = Tiny(TinyCfg(), data.info)
-    b = Tiny(TinyCfg(), data.info)
-    b.load_state_dict(a.state_dict())
-    config = speed.overhead_config(a, batch_size=16, steps=15, device="cpu")  # 6 per epoch: crosses two epochs
-    torch.manual_seed(5)
-    Trainer(a, data, config, quiet=True).fit()
-    torch.manual_seed(5)
-    speed.BareLoop(b, data, config).run(15)
-    for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        assert torch.equal(p, q), name
-
-
-def test_trainer_vs_bare_reports_wall_and_cpu_ratios_per_pair():
-    from unigen.plugins import default_host
-
-    data = _data()
-    torch.manual_seed(0)
-    res = speed.trainer_vs_bare(Tiny(TinyCfg(), data.info), data, batch_size=16, steps=3, repeats=3,
-                                host=default_host())
-    assert res["ratio"]["n"] == 3 and res["cpu_ratio"]["n"] == 3  # the warm-up pair is not counted
-    assert res["ratio"]["median"] > 0 and res["cpu_ratio"]["median"] > 0
-    assert res["ok"] == (res["ratio"]["median"] <= speed.OVERHEAD_TARGET)
-
-
 def test_logged_loss_is_the_mean_of_the_interval_and_constant_lr_state_is_saved():
     data = _data()
     torch.manual_seed(0)
@@ -255,71 +226,6 @@ def test_a_loss_hook_plugin_is_still_called_by_the_trainer():
     data = _data()
     Trainer(Tiny(TinyCfg(), data.info), data, TrainerConfig(steps=3, batch_size=16), quiet=True, host=host).fit()
     assert calls == ["main"] * 3
-
-
-# -- the report's helpers ------------------------------------------------------------------------------------
-def test_stats_pairing_and_fit():
-    s = speed.stats([3.0, 1.0, 2.0, 10.0])
-    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0 and s["n"] == 4
-    order = []
-    ta, tb, ratios = speed.paired(lambda: order.append("a") or 2.0, lambda: order.append("b") or 1.0, 4, warmup=1)
-    assert order == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # alternating after the warm-up
-    assert ratios == [2.0] * 4
-    fit = speed.linear_fit([1, 2, 3, 4], [5, 7, 9, 11])
-    assert fit == {"slope": 2.0, "intercept": 3.0, "r2": 1.0}
-
-
-def test_zero_networks_return_zeros_of_the_real_shape_and_record_calls():
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Linear(3, 2)
-            self.scale = 2.0
-
-        def forward(self, x):
-            return self.net(x) * self.scale
-
-    model = Model()
-    stamps = []
-    patched = speed.patch_zero_networks(model, stamps)
-    assert len(patched) == 1
-    for _ in range(3):
-        out = model(torch.randn(4, 3))
-    assert out.shape == (4, 2) and not out.any()
-    assert len(stamps) == 3
-    cost = speed.step_cost(stamps, steps=3)
-    assert cost["calls"] == 3 and cost["per_step"] >= 0
-
-
-def test_core_sampler_section_and_text_report(tmp_path):
-    from unigen.plugins import default_host
-
-    ctx = speed.Context(host=default_host())
-    res = speed.core_sampler_steps(ctx, (4, 1, 2, 2), steps=5, repeats=2)
-    assert res["euler"]["calls"] == 5 and res["heun"]["calls"] == 10 and res["rk4"]["calls"] == 20
-    assert res["euler"]["step_ms"]["n"] == 2
-    noise = speed.noise_draw(ctx, (4, 1, 2, 2), repeats=3)
-    assert noise["step_ms"]["n"] == 3 and noise["step_ms"]["median"] > 0
-    report = {"meta": speed._meta(ctx), "samplers": {"shape": [4, 1, 2, 2], "core": res, "models": {},
-                                                    "diffusers": {"error": "diffusers not installed"},
-                                                    "noise_draw": noise}}
-    text = speed.format_report(report)
-    assert "euler" in text and "diffusers not installed" in text and "N(0, I) alone" in text
-
-
-def test_vector_view_flattens_the_examples():
-    data = Dataset(info=DataInfo(name="img", shape=(1, 2, 2), levels=17), x=torch.randn(5, 1, 2, 2))
-    v = speed.vector_view(data)
-    assert v.info.shape == (4,) and v.info.kind == "vector" and v.info.levels == 17
-    assert torch.equal(v.x, data.x.reshape(5, 4))
-
-
-def test_cli_rejects_an_unknown_section(capsys, monkeypatch):
-    from unigen.cli import main
-
-    monkeypatch.setenv("UNIGEN_MALLOC", "system")  # leave this process's malloc alone
-    assert main(["speed", "--sections", "nope"]) == 2
-    assert "unknown section 'nope'" in capsys.readouterr().err
 
 
 def test_malloc_tune_respects_the_user_and_reports_its_state(monkeypatch):

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .. import ops
-from ..errors import UnsupportedOperation
+from unigen import ops
+from unigen.errors import UnsupportedOperation
 
 if TYPE_CHECKING:
-    from . import EvalContext
+    from unigen.metrics import EvalContext
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -34,12 +34,12 @@ def median_seconds(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5, 
     device = torch.device(device)
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -69,7 +69,7 @@ def training_throughput(model: Any, data: Any, trainer_config: Any, *, steps: in
     """Training steps per second of the generic trainer on a copy of ``model``."""
     import attrs
 
-    from ..trainer import Trainer
+    from unigen.trainer import Trainer
 
     clone = copy.deepcopy(model)
     clone.model_id = model.model_id
@@ -82,7 +82,7 @@ def training_throughput(model: Any, data: Any, trainer_config: Any, *, steps: in
         trainer = Trainer(clone, data, cfg, quiet=True, host=host)
         started = time.perf_counter()
         trainer.fit()
-        _sync(trainer.device)
+        sync(trainer.device)
         times.append(time.perf_counter() - started)
     del clone
     return {"train_steps_per_sec": steps / statistics.median(times), "train_batch_size": cfg.batch_size}
@@ -92,8 +92,8 @@ def throughput(ctx: "EvalContext") -> dict[str, Any]:
     """The ``throughput`` metric: sampling (batch ``ctx.batch_size``) and training (the run's trainer settings)."""
     import attrs
 
-    from .. import config as cfg
-    from ..trainer import TrainerConfig
+    from unigen import config as cfg
+    from unigen.trainer import TrainerConfig
 
     out: dict[str, Any] = {}
     try:

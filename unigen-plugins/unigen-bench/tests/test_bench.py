@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import unigen
-from unigen import bench, hookimpl
+from unigen import hookimpl
 from unigen.cli import main
 from unigen.plugins import get_plugin_manager
+from unigen_bench import bench
 
 HEADER = ("| Model | Family | NLL bits/dim (exact/bound/estimate) | FID | IS | Precision | Recall | Samples/sec | "
           "Sampling steps |")
