@@ -17,9 +17,19 @@ from .model import DataInfo, GenerativeModel
 from .plugins import Host, default_host
 
 
-def load_dataset(name: str, split: str = "train", data_dir: str | None = None, *, host: Host | None = None) -> Dataset:
-    """A registered dataset split, e.g. ``load_dataset("digits")``."""
-    return (host or default_host()).datasets[name].load(split, data_dir)
+def load_dataset(
+    name: str, split: str = "train", data_dir: str | None = None, *, image_size: int | None = None,
+    channels: int | None = None, stream: bool | None = None, host: Host | None = None,
+) -> Dataset:
+    """A dataset split: a registered id (``load_dataset("digits")``) or your own data, named as on the
+    command line (``load_dataset("./pngs", image_size=32)``, ``"points.npy"``, ``"hf:PATH"``; see
+    :mod:`unigen.data.sources`). For a tensor or a torch Dataset: :func:`unigen.data.from_tensor`,
+    :func:`unigen.data.from_torch_dataset`."""
+    from .data.sources import check_data_dir, dataset_spec
+
+    spec = dataset_spec(name, host or default_host(), image_size=image_size, channels=channels, stream=stream)
+    check_data_dir(spec, data_dir)
+    return spec.load(split, data_dir)
 
 
 def model_config(model_id: str, values: Mapping[str, Any] | None = None, *, host: Host | None = None) -> Any:

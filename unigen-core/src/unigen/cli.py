@@ -87,8 +87,11 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 # -- train --------------------------------------------------------------------------------------------
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model id (see `unigen models`)")
-    p.add_argument("--data", default="digits", help="dataset id (default: digits)")
-    p.add_argument("--data-dir", help="directory with the dataset's files")
+    p.add_argument("--data", default="digits", help="dataset id, or your own data: a folder of images, a .npy/.npz/"
+                                                    ".csv file, or KIND:PATH (folder, npy, npz, csv, hf); default: digits")
+    p.add_argument("--data-dir", help="directory with a registered dataset's files (e.g. mnist)")
+    _data_options(p)
+    p.add_argument("--flip", action="store_true", help="random horizontal flips of training images")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -102,6 +105,25 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--keep-checkpoints", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-size", type=int, metavar="S", help="your images: resize the shorter side to S and "
+                                                                "crop the centre S x S (default: their own size)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="your images: grey (1) or colour (3) "
+                                                                  "(default: 3 if any image is in colour)")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="read your images from disk per batch (default: when they would take more than a "
+                        "quarter of the memory)")
+
+
+def _data_spec(args: argparse.Namespace, host: Any) -> Any:
+    from .data.sources import check_data_dir, dataset_spec
+
+    spec = dataset_spec(args.data, host, image_size=args.image_size, channels=args.channels,
+                        stream=args.stream)
+    check_data_dir(spec, args.data_dir)
+    return spec
 
 
 def _flat_sets(values: dict[str, Any]) -> list[str]:
@@ -127,17 +149,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     host = _host()
     spec = host.models[args.model]
-    host.datasets[args.data]  # fail early on an unknown dataset
-    out = Path(args.out or f"runs/{args.model}-{args.data}")
+    data_spec = _data_spec(args, host)  # unknown ids and bad files fail here, before anything is written
+    name = data_spec.id if data_spec.id in host.datasets else data_spec.load("train").info.name
+    out = Path(args.out or f"runs/{args.model}-{name}")
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "checkpoint_every": args.checkpoint_every,
-             "keep_checkpoints": args.keep_checkpoints}
+             "keep_checkpoints": args.keep_checkpoints, "flip": True if args.flip else None}
     flag_sets = [f"{k}={v}" for k, v in flags.items() if v is not None]
 
     if args.resume and (out / "run.json").exists():
         record = read_run(out)
-        if record["model"] != args.model or record["dataset"] != args.data:
-            raise UnigenError(f"{out} holds a {record['model']} run on {record['dataset']}, not {args.model} on {args.data}")
+        if record["model"] != args.model or record["dataset"] != data_spec.id:
+            raise UnigenError(f"{out} holds a {record['model']} run on {record['dataset']}, not {args.model} on {data_spec.id}")
         model_cfg = cfg.from_dict(spec.model_cls.Config, record["model_config"], what=f"{args.model} config")
         trainer_cfg = cfg.from_dict(TrainerConfig, record["trainer"], what="trainer config")
         changed = cfg.apply_overrides({"trainer": trainer_cfg}, flag_sets)
@@ -155,7 +178,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data_dir = args.data_dir
 
     dist = DistributedContext.from_env(trainer_cfg.device)
-    train = host.datasets[args.data].load("train", data_dir)
+    train = data_spec.load("train", data_dir)
     train.check_finite()
     torch.manual_seed(trainer_cfg.seed)
     from .api import build_model
@@ -175,13 +198,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             resumed = trainer.resume() if args.resume else False
             if dist.is_main:
                 write_run(out, {
-                    "format": 1, "model": args.model, "model_config": cfg.to_dict(model_cfg), "dataset": args.data,
+                    "format": 1, "model": args.model, "model_config": cfg.to_dict(model_cfg), "dataset": data_spec.id,
                     "data_dir": data_dir, "data": cfg.to_dict(train.info), "trainer": cfg.to_dict(trainer_cfg),
                     "plugin": spec.plugin, "family": spec.family,
                 })
             if dist.is_main and not args.quiet:
                 what = f"resumed at step {trainer.step}" if resumed else "from scratch"
-                print(f"training {args.model} on {args.data} ({len(train)} examples) {what} -> {out}", file=sys.stderr)
+                print(f"training {args.model} on {data_spec.id} ({len(train)} examples) {what} -> {out}", file=sys.stderr)
             record = trainer.fit()
     finally:
         dist.close()
@@ -251,6 +274,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else []
     specs = [host.metrics[m] for m in names]  # unknown ids fail before any work
     run = load_run(args.run_dir, device=args.device, host=host)
+    if args.data_dir:
+        from .data.sources import check_data_dir, dataset_spec
+
+        check_data_dir(dataset_spec(run.record["dataset"], host), args.data_dir)
     if args.metrics is None:  # the model says what evaluates it (GenerativeModel.default_metrics)
         specs = [host.metrics[m] for m in run.model.default_metrics]
     from .metrics.evaluator import stderr_log

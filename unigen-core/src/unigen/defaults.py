@@ -36,11 +36,11 @@ def unigen_logprob(model, x):
 
 @hookimpl
 def unigen_register_datasets(register):
-    register(DatasetSpec(id="digits", load=digits.load, description="scikit-learn 8x8 digits, 17 levels (embedded)"))
+    register(DatasetSpec(id="digits", load=digits.load, reads_files=False, description="scikit-learn 8x8 digits, 17 levels (embedded)"))
     for name in ("fashion-mnist", "mnist"):
         register(DatasetSpec(id=name, load=idx.loader(name), description=f"{name} IDX files, 28x28, 256 levels"))
     # Text-image pairs: each image with the caption of its class, tokenized (unigen.data.text).
-    register(DatasetSpec(id="digits-captions", load=text.captioned(digits.load, "digits-captions"), kind="text-image",
+    register(DatasetSpec(id="digits-captions", load=text.captioned(digits.load, "digits-captions"), kind="text-image", reads_files=False,
                          description="digits paired with captions such as 'a handwritten digit three'"))
     for name in ("fashion-mnist", "mnist"):
         register(DatasetSpec(id=f"{name}-captions", load=text.captioned(idx.loader(name), f"{name}-captions"),
@@ -49,7 +49,7 @@ def unigen_register_datasets(register):
         register(DatasetSpec(id="shapes" if size == 32 else f"shapes-{size}", load=shapes.loader(size),
                              description=f"coloured shapes {size}x{size}, 4 shape classes, 256 levels (procedural)"))
     for name in toy.TOYS:
-        register(DatasetSpec(id=name, load=toy.loader(name), kind="vector", description=f"2-D toy: {name}"))
+        register(DatasetSpec(id=name, load=toy.loader(name), kind="vector", reads_files=False, description=f"2-D toy: {name}"))
 
 
 @hookimpl

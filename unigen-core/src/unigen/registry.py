@@ -78,6 +78,7 @@ class DatasetSpec:
     kind: str = "image"  # image | vector | text-image
     description: str = ""
     plugin: str = ""
+    reads_files: bool = True  # False: built in or generated; --data-dir given to it is an error
 
 
 @attrs.frozen(kw_only=True)

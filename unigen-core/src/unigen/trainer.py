@@ -86,6 +86,8 @@ class TrainerConfig:
     log_every: int = attrs.field(default=50, validator=[v.instance_of(int), v.gt(0)])
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
     device: str = attrs.field(default="cpu", validator=v.in_(("cpu", "cuda")))
+    # Random horizontal flips of training images (standard for natural images; not for digits or text).
+    flip: bool = attrs.field(default=False, validator=v.instance_of(bool))
 
     @betas.validator
     def _betas(self, attribute: Any, value: Any) -> None:
@@ -157,7 +159,7 @@ class Trainer:
         if config.ema_decay > 0:
             self.ema = [t.detach().clone() for t in self.model.state_dict().values()]
         self.batches = BatchIterator(data, config.batch_size, seed=config.seed, rank=rank, world_size=world_size,
-                                     device=self.device)
+                                     device=self.device, flip=config.flip)
         self._loss_hook = self._resolve_loss_hook()  # resolved once, not per step
         self.last_record: dict[str, Any] = {}
 

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DataError
 from ..model import DataInfo
-from . import Dataset, from_levels
+from . import Dataset
 
 DEFAULT_DIRS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -78,7 +78,7 @@ def load_idx(name: str, split: str, data_dir: str | None) -> Dataset:
     labels = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{root}: images {images.shape} and labels {labels.shape} do not match")
-    x = from_levels(torch.from_numpy(images.copy()).long(), 256).unsqueeze(1)  # (N, 1, 28, 28)
+    x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8
     h, w = images.shape[1:]
     info = DataInfo(name=name, shape=(1, h, w), kind="image", levels=256, num_classes=10)
     captions = FASHION_CAPTIONS if name == "fashion-mnist" else MNIST_CAPTIONS

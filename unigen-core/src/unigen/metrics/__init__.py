@@ -55,7 +55,10 @@ class EvalContext:
 
     def split(self, name: str) -> Dataset:
         if name not in self._splits:
-            self._splits[name] = self.host.datasets[self.dataset_name].load(name, self.data_dir or self.record.get("data_dir"))
+            from ..data.sources import dataset_spec
+
+            spec = dataset_spec(self.dataset_name, self.host)
+            self._splits[name] = spec.load(name, self.data_dir or self.record.get("data_dir"))
         return self._splits[name]
 
 
@@ -71,7 +74,7 @@ def nll(ctx: EvalContext) -> dict[str, Any]:
     values = []
     try:
         for start in range(0, n, ctx.batch_size):
-            x = test.x[start : min(n, start + ctx.batch_size)].to(model.device)
+            x = test.floats(slice(start, min(n, start + ctx.batch_size))).to(model.device)
             if not model.logprob_discrete:
                 x = dequantize(x, test.info.levels, g.manual_seed(ctx.seed + start)).to(model.device)
             logp = ops.logprob(model, x, host=ctx.host)

@@ -224,7 +224,9 @@ def dataset_evaluator(dataset: str, host: Any, *, seed: int = 0, data_dir: str |
         except UnigenError as exc:
             if log is not None:
                 log(f"{exc}; training it again")
-    spec = host.datasets[dataset]
+    from ..data.sources import dataset_spec
+
+    spec = dataset_spec(dataset, host)
     train, test = spec.load("train", data_dir), spec.load("test", data_dir)
     if not train.info.is_image:
         raise DataError(f"dataset {dataset!r} is not images: FID, KID, IS and precision/recall need an image evaluator")

@@ -204,12 +204,17 @@ def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = No
 
     host = host or default_host()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    from unigen.data.sources import check_data_dir, dataset_spec
+
+    data_spec = dataset_spec(c.data, host)  # a registered id, or a user's folder/file (its canonical id)
+    check_data_dir(data_spec, c.data_dir)
+    c = attrs.evolve(c, data=data_spec.id)
     specs = select_models(host, c.data, c.models)
     if not specs:
-        raise UnigenError(f"no installed model accepts dataset {c.data!r} ({host.datasets[c.data].kind} data)")
+        raise UnigenError(f"no installed model accepts dataset {c.data!r} ({data_spec.kind} data)")
     c.out.mkdir(parents=True, exist_ok=True)
-    train_data = host.datasets[c.data].load("train", c.data_dir)
-    test_data = host.datasets[c.data].load("test", c.data_dir)
+    train_data = data_spec.load("train", c.data_dir)
+    test_data = data_spec.load("test", c.data_dir)
     g = torch.Generator().manual_seed(c.seed)
     batch = test_data.batch(torch.randperm(len(test_data), generator=g)[: min(128, len(test_data))])
     budget = f"{c.steps} steps" if c.minutes is None else f"{c.minutes:g} min"
@@ -286,7 +291,7 @@ def _data_floor(c: BenchConfig, host: Any, shared: dict[str, Any], test: Any) ->
         return None
     from unigen.metrics import scores
 
-    f, p = shared["evaluator"](test.x[: c.n])
+    f, p = shared["evaluator"](test.floats(slice(0, c.n)))
     return {"fid_test_vs_train": scores.fid(ref.features, f), "is_test": scores.inception_score(p)[0] if p is not None else None,
             "n_test": int(f.shape[0])}
 

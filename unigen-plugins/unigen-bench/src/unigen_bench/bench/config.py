@@ -89,7 +89,9 @@ def time_limit(seconds: float | None, what: str):
 
 
 def select_models(host: Any, data: str, ids: tuple[str, ...] | None) -> list[Any]:
-    kind = host.datasets[data].kind
+    from unigen.data.sources import dataset_spec
+
+    kind = dataset_spec(data, host).kind
     if ids:
         return [host.models[i] for i in ids]  # an unknown id fails before any training
     return [s for s in host.models.values() if kind in s.model_cls.data_kinds]

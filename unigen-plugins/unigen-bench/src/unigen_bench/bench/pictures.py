@@ -33,7 +33,7 @@ def loss_on_batch(model: Any, batch: Any, seed: int, host: Any) -> dict[str, flo
 @torch.no_grad()
 def latent_pca(model: Any, test: Any, path: Path, n: int = 1000) -> bool:
     """PCA scatter (2 components) of ``latent(x)`` for up to n test examples; False without a latent."""
-    x = test.x[:n].to(model.device)
+    x = test.floats(slice(0, n)).to(model.device)
     try:
         z = model.latent(x).flatten(1).double().cpu()  # (N, d)
     except UnsupportedOperation:
