@@ -149,7 +149,8 @@ def test_from_tensor_and_from_torch_dataset():
 # -- bad input: one line naming the file, exit 2, nothing written ----------------------------------
 def _bad_inputs(tmp_path):
     write_pngs(tmp_path / "trunc", 4)
-    (tmp_path / "trunc" / "0002.png").write_bytes((tmp_path / "trunc" / "0002.png").read_bytes()[:60])
+    held_out = tmp_path / "trunc" / f"{int(split_index(4, 'test', where='t')[0]):04d}.png"  # in the test split
+    held_out.write_bytes(held_out.read_bytes()[:60])
     write_pngs(tmp_path / "mixed", 3)
     write_pngs(tmp_path / "mixed", 1, size=6, suffix=".webp")
     (tmp_path / "empty").mkdir()
@@ -159,7 +160,7 @@ def _bad_inputs(tmp_path):
     nan[13, 1] = np.inf
     np.save(tmp_path / "nan.npy", nan)
     return {
-        "trunc": ("0002.png", "cannot read image"),
+        "trunc": (f"{int(split_index(4, 'test', where='t')[0]):04d}.png", "cannot read image"),
         "mixed": ("0000.png", "differ in size"),
         "empty": ("empty", "no images"),
         "bad.csv": ("bad.csv:2", "non-numeric cell 'x7'"),

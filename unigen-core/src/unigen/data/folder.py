@@ -181,8 +181,8 @@ class ImageFiles:
 
 def read_folder(root: Path, image_size: int | None, channels: int | None, stream: bool | None,
                 stream_above: int) -> dict[str, Dataset]:
-    """The folder's splits ("all", or "train"/"test"), decoded into memory or streamed (``stream``
-    None: streamed when the uint8 pixels would exceed ``stream_above`` bytes)."""
+    """The folder's splits ("all", or "train"/"test") over its files, to be decoded into memory or
+    streamed (``stream`` None: streamed when the uint8 pixels would exceed ``stream_above`` bytes)."""
     index = index_folder(root, image_size, channels, verify=bool(stream))
     n = sum(len(fs) for fs, _ in index.splits.values())
     if stream is None:
@@ -193,7 +193,6 @@ def read_folder(root: Path, image_size: int | None, channels: int | None, stream
     for split, (files, labels) in index.splits.items():
         info = DataInfo(name=root.name, shape=index.shape, kind="image", levels=256,
                         num_classes=None if index.classes is None else len(index.classes))
-        lazy = ImageFiles(files, index.shape, image_size)
-        x = lazy if stream else lazy[:]  # (N, C, H, W) uint8
-        out[split] = Dataset(info=info, x=x, y=labels, stream=stream)
+        # Lazy either way: a split that is not streamed is decoded when it is asked for (sources._split).
+        out[split] = Dataset(info=info, x=ImageFiles(files, index.shape, image_size), y=labels, stream=stream)
     return out

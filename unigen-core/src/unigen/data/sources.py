@@ -143,15 +143,23 @@ class Source:
         """Split ``train`` or ``test`` (any other name: test), by the rule in the module docstring."""
         if data_dir:
             raise DataError(f"--data-dir is not used with --data {self.id}: the data is read from its own path")
-        parts = _read(self)
-        if "all" not in parts:
-            return parts["train" if split == "train" else "test"]
-        return take(parts["all"], split_index(len(parts["all"]), split, where=self.id))
+        return _split(self, "train" if split == "train" else "test")
 
 
 @functools.lru_cache(maxsize=4)
 def _read(source: Source) -> dict[str, Dataset]:
     return KINDS[source.kind].read(source.location, source)
+
+
+@functools.lru_cache(maxsize=8)
+def _split(source: Source, split: str) -> Dataset:
+    """One split; lazy data that is not streamed (a folder that fits in memory) is decoded here,
+    only this split's files, so memory holds each example once."""
+    parts = _read(source)
+    data = parts[split] if "all" not in parts else take(parts["all"], split_index(len(parts["all"]), split, where=source.id))
+    if not data.stream and not isinstance(data.raw, Tensor):
+        data = attrs.evolve(data, x=torch.as_tensor(data.raw[:]))  # (N, C, H, W) uint8
+    return data
 
 
 def _recognise(path_text: str) -> str:
@@ -201,9 +209,9 @@ class Rows:
 
 
 def take(data: Dataset, index: Tensor) -> Dataset:
-    """The examples at ``index``: copied when in memory, a :class:`Rows` view when streamed."""
+    """The examples at ``index``: copied when in memory, a :class:`Rows` view of lazy or streamed data."""
     pick = lambda t: None if t is None else t[index]  # noqa: E731
-    raw = Rows(data.raw, index) if data.stream else data.raw[index]
+    raw = data.raw[index] if isinstance(data.raw, Tensor) and not data.stream else Rows(data.raw, index)
     return attrs.evolve(data, x=raw, y=pick(data.y), text=pick(data.text))
 
 
@@ -223,7 +231,8 @@ def dataset_spec(name: str, host: Any, *, image_size: int | None = None, channel
         raise UnknownId(host.datasets.unknown_message(name) + "; or give a folder or a .npy/.npz/.csv file "
                         f"as --data PATH, or KIND:PATH (kinds: {', '.join(KINDS)})")
     source = Source.parse(name, **options)
-    data_kind = source.load("train").info.kind  # reads (and checks) the data now, before any output
+    source.load("test")  # both splits are read (and every file checked) now, before any output
+    data_kind = source.load("train").info.kind
     return DatasetSpec(id=source.id, load=source.load, kind=data_kind, reads_files=False,
                        description=KINDS[source.kind].description)
 
