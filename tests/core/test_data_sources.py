@@ -184,6 +184,7 @@ def test_bad_input_is_one_line_naming_the_file_and_writes_nothing(capsys, tmp_pa
 @pytest.mark.parametrize("argv", [
     ["--data", "digits", "--data-dir", "/tmp"],  # digits reads no files: an error, not ignored
     ["--data", "moons", "--data-dir", "/tmp"],
+    ["--data", "shapes", "--data-dir", "/tmp"],
     ["--data", "digits", "--image-size", "16"],  # resizing applies to a user's files
     ["--data", "nodata/"],
 ])

@@ -46,7 +46,7 @@ def unigen_register_datasets(register):
         register(DatasetSpec(id=f"{name}-captions", load=text.captioned(idx.loader(name), f"{name}-captions"),
                              kind="text-image", description=f"{name} paired with captions of its labels"))
     for size in shapes.SIZES:  # procedural coloured shapes with known factors (unigen.data.shapes)
-        register(DatasetSpec(id="shapes" if size == 32 else f"shapes-{size}", load=shapes.loader(size),
+        register(DatasetSpec(id="shapes" if size == 32 else f"shapes-{size}", load=shapes.loader(size), reads_files=False,
                              description=f"coloured shapes {size}x{size}, 4 shape classes, 256 levels (procedural)"))
     for name in toy.TOYS:
         register(DatasetSpec(id=name, load=toy.loader(name), kind="vector", reads_files=False, description=f"2-D toy: {name}"))

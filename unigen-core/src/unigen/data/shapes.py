@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..model import DataInfo
-from . import Dataset, from_levels
+from . import Dataset
 
 SHAPES = ("square", "circle", "triangle", "cross")
 COLOURS = {
@@ -128,7 +128,7 @@ def loader(size: int):
     def load(split: str = "train", data_dir: str | None = None) -> Dataset:
         images, f = _split(split, size)
         info = DataInfo(name=name, shape=(3, size, size), kind="image", levels=256, num_classes=len(SHAPES))
-        return Dataset(info=info, x=from_levels(images, 256), y=f["shape"].clone(), captions=CAPTIONS)
+        return Dataset(info=info, x=images, y=f["shape"].clone(), captions=CAPTIONS)  # uint8, floats per batch
 
     return load
 

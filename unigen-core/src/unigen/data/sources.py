@@ -130,7 +130,7 @@ class Source:
         except ValueError:
             raise DataError(f"{text}: size and channels must be whole numbers") from None
         strm = stream if stream is not None else bool(int(opts["stream"])) if "stream" in opts else None
-        if KINDS[kind].local:
+        if KINDS[kind].local or Path(location).expanduser().exists():  # a path: made absolute
             location = str(Path(location).expanduser().absolute())
         if size is not None and not KINDS[kind].images:
             raise DataError(f"--image-size applies to image files (folder, hf), not to {kind}:{location}")
