@@ -120,9 +120,6 @@ def test_training_step_then_checkpoint_round_trip(model_id, built, tmp_path: Pat
         k: tuple(v) if isinstance(v, list) else v for k, v in type(model).trainer_defaults.items()
         if k in ("lr", "betas", "optimizer")})
     run = tmp_path / "run"
-    record = {"format": 1, "model": model_id, "model_config": cfg.to_dict(model.config), "dataset": data.info.name,
-              "data": cfg.to_dict(data.info), "trainer": cfg.to_dict(config)}
-    unigen.checkpoint.write_run(run, record)
     last = Trainer(model, data, config, run_dir=run, quiet=True).fit()
     assert all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if k.startswith("loss/"))
     for p in model.parameters():

@@ -175,12 +175,8 @@ def test_old_checkpoints_are_rotated(tmp_path):
 
 
 def _run_with_checkpoint(tmp_path: Path) -> Path:
-    from unigen import config as cfg
-
     trainer = _vae_trainer(tmp_path, 5)
-    ck.write_run(tmp_path, {"model": "vae", "model_config": cfg.to_dict(trainer.model.config), "dataset": "digits",
-                            "data": cfg.to_dict(trainer.data.info), "trainer": cfg.to_dict(trainer.config)})
-    trainer.fit()
+    trainer.fit()  # writes run.json too
     return ck.latest_checkpoint(tmp_path)
 
 

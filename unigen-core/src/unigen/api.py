@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import torch
 from . import config as cfg
 from .checkpoint import latest_checkpoint, load_into, load_weights, read_run
 from .data import Dataset
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, UnigenError
 from .model import DataInfo, GenerativeModel
 from .plugins import Host, default_host
 
@@ -60,6 +61,9 @@ def build_model(
     return model
 
 
+EVAL_FILE = "eval.json"  # the latest `unigen eval` results of a run
+
+
 @attrs.frozen
 class Run:
     """A trained run: the model (weights loaded), its record and the checkpoint it came from."""
@@ -68,6 +72,53 @@ class Run:
     record: dict[str, Any]
     checkpoint: Path
     ema: bool
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.parent.parent
+
+    def sample(self, n: int, steps: int | None = None, *, seed: int = 0, chunk: int = 500,
+               host: Host | None = None) -> torch.Tensor:
+        """``n`` samples (drawn ``chunk`` at a time) with ``steps`` solver steps (None: the model's)."""
+        from .sampling import sample_chunked
+
+        if n <= 0:
+            raise UnigenError(f"--n must be positive, got {n}")
+        torch.manual_seed(seed)
+        return sample_chunked(self.model, n, steps, chunk, host=host)
+
+    def eval(
+        self, metrics: str | Iterable[str] | None = None, *, n: int = 1000, seed: int = 0, data_dir: str | None = None,
+        sample_steps: int | None = None, evaluator: str | None = None, log: Any = None, host: Host | None = None,
+    ) -> dict[str, Any]:
+        """Compute ``metrics`` (ids, e.g. ``"nll,fid"``; None: the model's ``default_metrics``) and
+        save them into the run directory's ``eval.json`` (merged with earlier results of the same
+        checkpoint), as ``unigen eval`` does."""
+        from .checkpoint import write_text_atomic
+        from .metrics import EvalContext
+
+        host = host or default_host()
+        if metrics is None:
+            names = list(self.model.default_metrics)
+        else:
+            names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+        specs = [host.metrics[m] for m in names]
+        if n <= 0:
+            raise UnigenError(f"--n must be positive, got {n}")
+        ctx = EvalContext(model=self.model, record=self.record, host=host, n=n, seed=seed, data_dir=data_dir,
+                          steps=sample_steps, evaluator=evaluator, log=log)
+        result: dict[str, Any] = {"model": self.record["model"], "dataset": self.record["dataset"],
+                                  "checkpoint": self.checkpoint.name, "ema": self.ema}
+        for spec in specs:
+            result.update(spec.compute(ctx))
+        path = self.run_dir / EVAL_FILE
+        try:
+            old = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            old = {}
+        saved = {**old, **result} if old.get("checkpoint") == result["checkpoint"] else result
+        write_text_atomic(path, json.dumps(saved, indent=2, default=str) + "\n")
+        return result
 
 
 def load_run(

@@ -272,6 +272,23 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def run_record(
+    model: Any, data: Any, trainer: Any, *, dataset: str | None = None, data_dir: str | None = None,
+    plugin: str = "", **extra: Any,
+) -> dict[str, Any]:
+    """The one builder of ``run.json``: the model's id and config, the data it was built for, the
+    trainer settings. ``model``: a :class:`unigen.GenerativeModel` (its ``model_id`` and
+    ``config``); ``data``: its :class:`unigen.DataInfo`; ``trainer``: a :class:`unigen.TrainerConfig`;
+    ``dataset``: the registered dataset id (default: the data's name); ``extra``: more keys."""
+    from .config import to_dict
+
+    return {
+        "format": 1, "model": model.model_id, "model_config": to_dict(model.config),
+        "dataset": dataset or data.name, "data_dir": None if data_dir is None else str(data_dir),
+        "data": to_dict(data), "trainer": to_dict(trainer), "plugin": plugin, "family": model.family, **extra,
+    }
+
+
 def write_run(run_dir: Path, record: dict[str, Any]) -> None:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_text_atomic(Path(run_dir) / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -7,7 +7,6 @@ a training run that diverges exits 1 with one line. Never a traceback for a user
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -126,92 +125,30 @@ def _data_spec(args: argparse.Namespace, host: Any) -> Any:
     return spec
 
 
-def _flat_sets(values: dict[str, Any]) -> list[str]:
-    out = []
-    for k, v in values.items():
-        if isinstance(v, dict):
-            out += _flat_sets(v)
-        elif isinstance(v, (list, tuple)):
-            out.append(f"{k}={json.dumps(list(v))}")
-        else:
-            out.append(f"{k}={v}")
-    return out
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import config as cfg
-    from .checkpoint import clean_stale, read_run, write_run
-    from .distributed import DistributedContext
-    from .runlock import RunLock
-    from .trainer import Trainer, TrainerConfig
+    from .training import train
 
     host = _host()
-    spec = host.models[args.model]
-    data_spec = _data_spec(args, host)  # unknown ids and bad files fail here, before anything is written
-    name = data_spec.id if data_spec.id in host.datasets else data_spec.load("train").info.name
-    out = Path(args.out or f"runs/{args.model}-{name}")
+    host.models[args.model]  # an unknown model fails before the data is read
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "checkpoint_every": args.checkpoint_every,
              "keep_checkpoints": args.keep_checkpoints, "flip": True if args.flip else None}
-    flag_sets = [f"{k}={v}" for k, v in flags.items() if v is not None]
-
-    if args.resume and (out / "run.json").exists():
-        record = read_run(out)
-        if record["model"] != args.model or record["dataset"] != data_spec.id:
-            raise UnigenError(f"{out} holds a {record['model']} run on {record['dataset']}, not {args.model} on {data_spec.id}")
-        model_cfg = cfg.from_dict(spec.model_cls.Config, record["model_config"], what=f"{args.model} config")
-        trainer_cfg = cfg.from_dict(TrainerConfig, record["trainer"], what="trainer config")
-        changed = cfg.apply_overrides({"trainer": trainer_cfg}, flag_sets)
-        trainer_cfg = changed["trainer"]
-        data_dir = args.data_dir or record.get("data_dir")
-    else:
-        if (out / "run.json").exists() and not args.resume:
-            raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        model_cfg = spec.model_cls.Config()
-        defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.model_cls.trainer_defaults.items()}
-        trainer_cfg = cfg.build(TrainerConfig, **defaults)
-        file_sets = _flat_sets(cfg.load_toml(args.config)) if args.config else []
-        changed = cfg.apply_overrides({"model": model_cfg, "trainer": trainer_cfg}, file_sets + args.sets + flag_sets)
-        model_cfg, trainer_cfg = changed["model"], changed["trainer"]
-        data_dir = args.data_dir
-
-    dist = DistributedContext.from_env(trainer_cfg.device)
-    train = data_spec.load("train", data_dir)
-    train.check_finite()
-    torch.manual_seed(trainer_cfg.seed)
-    from .api import build_model
-
-    model = build_model(args.model, train.info, model_cfg, host=host)
-    trainer = Trainer(model, train, trainer_cfg, run_dir=out, quiet=args.quiet, host=host, data_dir=data_dir,
-                      rank=dist.rank, world_size=dist.world_size)
-    # Everything that can fail on a user's mistake has run: only now is the run directory written,
-    # by one process at a time (rank 0 holds its lock; a failed start leaves no run.json behind).
-    lock = RunLock(out) if dist.is_main else contextlib.nullcontext()
-    try:
-        with lock:
-            if dist.is_main:
-                if not args.resume and (out / "run.json").exists():
-                    raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-                clean_stale(out)
-            resumed = trainer.resume() if args.resume else False
-            if dist.is_main:
-                write_run(out, {
-                    "format": 1, "model": args.model, "model_config": cfg.to_dict(model_cfg), "dataset": data_spec.id,
-                    "data_dir": data_dir, "data": cfg.to_dict(train.info), "trainer": cfg.to_dict(trainer_cfg),
-                    "plugin": spec.plugin, "family": spec.family,
-                })
-            if dist.is_main and not args.quiet:
-                what = f"resumed at step {trainer.step}" if resumed else "from scratch"
-                print(f"training {args.model} on {data_spec.id} ({len(train)} examples) {what} -> {out}", file=sys.stderr)
-            record = trainer.fit()
-    finally:
-        dist.close()
-    if dist.is_main:
-        losses = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith("loss/"))
-        print(f"done: step {trainer.step}, {losses}; run directory {out}")
+    sets = [*args.sets, *(f"trainer.{k}={v}" for k, v in flags.items() if v is not None)]
+    run = train(args.model, _data_spec(args, host), out=args.out, resume=args.resume, config=args.config, sets=sets,
+                data_dir=args.data_dir, quiet=args.quiet, host=host)
+    if run is not None:  # rank 0
+        last = _last_record(run.run_dir)
+        losses = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("loss/"))
+        print(f"done: step {last.get('step', 0)}, {losses}; run directory {run.run_dir}")
     return 0
+
+
+def _last_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    return json.loads(lines[-1]) if lines else {}
 
 
 # -- sample -------------------------------------------------------------------------------------------
@@ -268,28 +205,20 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .api import load_run
-    from .metrics import EvalContext
 
     host = _host()
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else []
-    specs = [host.metrics[m] for m in names]  # unknown ids fail before any work
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    for m in names or ():
+        host.metrics[m]  # unknown ids fail before any work
     run = load_run(args.run_dir, device=args.device, host=host)
     if args.data_dir:
         from .data.sources import check_data_dir, dataset_spec
 
         check_data_dir(dataset_spec(run.record["dataset"], host), args.data_dir)
-    if args.metrics is None:  # the model says what evaluates it (GenerativeModel.default_metrics)
-        specs = [host.metrics[m] for m in run.model.default_metrics]
     from .metrics.evaluator import stderr_log
 
-    if args.n <= 0:
-        raise UnigenError(f"--n must be positive, got {args.n}")
-    ctx = EvalContext(model=run.model, record=run.record, host=host, n=args.n, seed=args.seed, data_dir=args.data_dir,
-                      steps=args.sample_steps, evaluator=args.evaluator, log=stderr_log)
-    result: dict[str, Any] = {"model": run.record["model"], "dataset": run.record["dataset"],
-                              "checkpoint": run.checkpoint.name, "ema": run.ema}
-    for spec in specs:
-        result.update(spec.compute(ctx))
+    result = run.eval(names, n=args.n, seed=args.seed, data_dir=args.data_dir, sample_steps=args.sample_steps,
+                      evaluator=args.evaluator, log=stderr_log, host=host)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -315,9 +244,31 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def installed_versions() -> list[tuple[str, str]]:
+    """(distribution, version) of unigen-core and of every distribution with a ``unigen`` entry point."""
+    from importlib_metadata import distributions
+
+    from .plugins import GROUP
+
+    found: dict[str, str] = {}
+    for dist in distributions():
+        name = dist.metadata["Name"] or ""
+        if name.lower().replace("_", "-") == "unigen-core" or any(ep.group == GROUP for ep in dist.entry_points):
+            found[name] = dist.version
+    return sorted(found.items(), key=lambda kv: (kv[0] != "unigen-core", kv[0]))
+
+
+class _Version(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        sys.stdout.write("".join(f"{name} {version}\n" for name, version in installed_versions()))
+        parser.exit(0)
+
+
 def build_parser(host: Any = None) -> argparse.ArgumentParser:
     """The core's commands, then every plugin's (``unigen_register_commands``); each sets ``run``."""
     parser = _Parser(prog="unigen", description="One interface for every family of generative model.")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the versions of unigen-core and of every installed unigen plugin distribution")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (help_text, configure, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -23,15 +23,16 @@ C = TypeVar("C")
 
 
 def fields_of(cls: type) -> dict[str, attrs.Attribute]:
+    """The settings of a config class: its fields that ``__init__`` takes."""
     attrs.resolve_types(cls)
-    return {f.name: f for f in attrs.fields(cls)}
+    return {f.name: f for f in attrs.fields(cls) if f.init}
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict (tuples become lists)."""
+    """A JSON-ready dict of the settings (tuples become lists)."""
     import attr
 
-    return attr.asdict(config, retain_collection_types=False)
+    return attr.asdict(config, retain_collection_types=False, filter=lambda a, _: a.init)
 
 
 def from_dict(cls: type[C], values: Mapping[str, Any], *, what: str = "config") -> C:
@@ -105,31 +106,60 @@ def split_assignment(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def apply_overrides(configs: Mapping[str, Any], items: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key=value`` strings to the first config (in order) that has the key.
+def apply_overrides(configs: Mapping[str, Any], items: Iterable[str | tuple[str, Any]]) -> dict[str, Any]:
+    """Apply settings to the config that has the key.
 
     :param configs: name -> config instance, e.g. ``{"model": ..., "trainer": ...}``.
+    :param items: ``"key=value"`` strings (the value parsed by the field's type) or ``(key, value)``
+        pairs with typed values (from TOML or keyword arguments). ``name.key`` (``trainer.ema_decay``)
+        names the config; an unqualified key that several configs have is an error naming them.
     :return: the same names mapped to the updated configs.
     """
     changes: dict[str, dict[str, Any]] = {name: {} for name in configs}
     tables = {name: fields_of(type(cfg)) for name, cfg in configs.items()}
     for item in items:
-        key, text = split_assignment(item)
-        for name, fields in tables.items():
-            if key in fields:
-                changes[name][key] = parse_value(fields[key], text)
-                break
-        else:
-            known = ", ".join(sorted(k for fields in tables.values() for k in fields))
-            raise ConfigError(f"unknown --set key {key!r}; known: {known}")
+        key, value = split_assignment(item) if isinstance(item, str) else item
+        name, key = route(tables, key)
+        field = tables[name][key]
+        changes[name][key] = parse_value(field, value) if isinstance(item, str) else _coerce(field, value)
     return {
         name: build(type(cfg), **{**to_dict_shallow(cfg), **changes[name]}) if changes[name] else cfg
         for name, cfg in configs.items()
     }
 
 
+def route(tables: Mapping[str, Mapping[str, Any]], key: str) -> tuple[str, str]:
+    """The table a setting belongs to: ``(table, key)`` for ``table.key`` or for a key only one
+    table has. A key two tables have must be qualified (``model.x`` or ``trainer.x``)."""
+    table, dot, rest = key.partition(".")
+    if dot and table in tables:
+        if rest not in tables[table]:
+            raise ConfigError(f"unknown {table} setting {rest!r}; known: {', '.join(sorted(tables[table]))}")
+        return table, rest
+    owners = [name for name, fields in tables.items() if key in fields]
+    if len(owners) > 1:
+        both = " and ".join(f"{name}.{key}" for name in owners)
+        raise ConfigError(f"{key!r} is a setting of both {' and '.join(owners)}: write {both} instead")
+    if not owners:
+        known = ", ".join(sorted(k for fields in tables.values() for k in fields))
+        raise ConfigError(f"unknown --set key {key!r}; known: {known}")
+    return owners[0], key
+
+
+def table_items(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A TOML document's settings as ``(key, value)`` pairs: ``[model]`` and ``[trainer]`` tables
+    become qualified keys (``model.ema_decay``), so a table's key never reaches another config."""
+    out: list[tuple[str, Any]] = []
+    for k, v in values.items():
+        if isinstance(v, Mapping):
+            out += [(f"{k}.{kk}", vv) for kk, vv in v.items()]
+        else:
+            out.append((k, v))
+    return out
+
+
 def to_dict_shallow(config: Any) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in attrs.fields(type(config))}
+    return {f.name: getattr(config, f.name) for f in attrs.fields(type(config)) if f.init}
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from attrs import validators as v
 from torch import Tensor
 
 from . import checkpoint as ck
+from . import config as cfg
 from .data import BatchIterator, Dataset
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .model import GenerativeModel
@@ -67,8 +68,11 @@ LR_SCHEDULES: dict[str, Callable[[int, int, int], float]] = {
 }
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class TrainerConfig:
+    """The trainer's settings. ``explicit`` holds the names given when it was built: those are the
+    user's, and :func:`trainer_config` lets a model's ``trainer_defaults`` fill only the others."""
+
     steps: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(0)])
     batch_size: int = attrs.field(default=128, validator=[v.instance_of(int), v.gt(0)])
     lr: float = attrs.field(default=1e-3, validator=[v.instance_of(float), v.gt(0)])
@@ -88,11 +92,29 @@ class TrainerConfig:
     device: str = attrs.field(default="cpu", validator=v.in_(("cpu", "cuda")))
     # Random horizontal flips of training images (standard for natural images; not for digits or text).
     flip: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    explicit: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __init__(self, **settings: Any) -> None:
+        self.__attrs_init__(**settings)
+        object.__setattr__(self, "explicit", frozenset(settings))
 
     @betas.validator
     def _betas(self, attribute: Any, value: Any) -> None:
         if len(value) != 2 or not all(0 <= b < 1 for b in value):
             raise ValueError(f"'betas' must be two numbers in [0, 1), got {value!r}")
+
+
+def trainer_config(model: GenerativeModel, settings: TrainerConfig | Mapping[str, Any] | None = None) -> TrainerConfig:
+    """The one place a run's trainer settings are decided, for the CLI and Python alike: the
+    model's ``trainer_defaults`` (read from the instance, so they may depend on its data), then the
+    user's ``settings`` on top. For a :class:`TrainerConfig` only the fields it was built with count
+    as the user's; a mapping's keys all do."""
+    if isinstance(settings, TrainerConfig):
+        given = {k: getattr(settings, k) for k in settings.explicit}
+    else:
+        given = dict(settings or {})
+    defaults = {k: tuple(val) if isinstance(val, list) else val for k, val in dict(model.trainer_defaults).items()}
+    return cfg.from_dict(TrainerConfig, {**defaults, **given}, what="trainer config")
 
 
 def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
@@ -123,14 +145,18 @@ class Callback:
 
 
 class Trainer:
-    """Train ``model`` on ``data`` according to ``config``; write into ``run_dir`` when given."""
+    """Train ``model`` on ``data``; write into ``run_dir`` when given (``run.json``, the metrics and
+    the checkpoints: the same run directory as ``unigen train``). ``config``: a
+    :class:`TrainerConfig` or a mapping of settings, over the model's ``trainer_defaults``
+    (:func:`trainer_config`)."""
 
     def __init__(
-        self, model: GenerativeModel, data: Dataset, config: TrainerConfig, *, run_dir: str | Path | None = None,
+        self, model: GenerativeModel, data: Dataset, config: TrainerConfig | Mapping[str, Any] | None = None, *,
+        run_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (), quiet: bool = False, host: Host | None = None,
         dataset_name: str | None = None, data_dir: str | None = None, rank: int = 0, world_size: int = 1,
     ) -> None:
-        self.config = config
+        self.config = config = trainer_config(model, config)
         self.host = host or default_host()
         self.device = torch.device(config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -269,6 +295,12 @@ class Trainer:
             ck.truncate_metrics(self.run_dir, self.step)
         return True
 
+    def run_record(self) -> dict[str, Any]:
+        """What ``run.json`` holds for this run (:func:`unigen.checkpoint.run_record`)."""
+        spec = self.host.models[self.model.model_id] if self.model.model_id in self.host.models else None
+        return ck.run_record(self.model, self.data.info, self.config, dataset=self.dataset_name,
+                             data_dir=self.data_dir, plugin=spec.plugin if spec else "")
+
     # -- the loop -------------------------------------------------------------------------------
     def _log(self, means: dict[str, Tensor], started: float, steps_done: int) -> dict[str, Any]:
         record: dict[str, Any] = {"step": self.step}
@@ -312,7 +344,7 @@ class Trainer:
         """Run until ``config.steps``; return the last log record."""
         c = self.config
         if self.run_dir is not None and self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ck.write_run(self.run_dir, self.run_record())
         model = self.model
         model.train()
         group_names = list(self.groups)

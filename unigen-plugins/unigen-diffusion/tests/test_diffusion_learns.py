@@ -11,11 +11,9 @@ import pytest
 import torch
 
 import unigen
-from unigen import checkpoint, config
 from unigen.data.toy import sample_toy
 from unigen.metrics.mmd import mmd2
 from unigen.testing import quick_train, untrained
-from unigen.trainer import TrainerConfig
 
 torch.set_num_threads(1)
 SCALES = (2.0, 4.0, 8.0)
@@ -34,11 +32,7 @@ def _mmd(x, ref):
 
 def _train_run(model_id, run, data, steps, cfg, trainer):
     """quick_train into a run directory that unigen.load_run can read (for teachers/autoencoders)."""
-    info = unigen.load_dataset(data).info
     model_cfg = unigen.model_config(model_id, cfg)
-    checkpoint.write_run(run, {"format": 1, "model": model_id, "model_config": config.to_dict(model_cfg),
-                               "dataset": data, "data": config.to_dict(info),
-                               "trainer": config.to_dict(TrainerConfig(steps=steps))})
     return quick_train(model_id, data, steps=steps, batch_size=64, config=model_cfg, run_dir=run, trainer=trainer)
 
 

@@ -14,7 +14,6 @@ from unigen import config as cfg
 from unigen.cli import main
 from unigen.metrics import EvalContext
 from unigen.testing import quick_train, untrained
-from unigen.trainer import TrainerConfig
 from unigen_world.probe import probe
 
 JEPA_SET = ["depth=2", "pred_depth=1"]
@@ -28,10 +27,6 @@ def test_jepa_probe_beats_its_untrained_encoder_through_unigen_eval(tmp_path, ca
     before = probe(ctx)
     run = tmp_path / "jepa"
     model = untrained("jepa", overrides=JEPA_SET).train()
-    trainer = TrainerConfig(steps=400, batch_size=64, lr=3e-4)
-    unigen.checkpoint.write_run(run, {"format": 1, "model": "jepa", "model_config": cfg.to_dict(model.config),
-                                      "dataset": "digits", "data": cfg.to_dict(data.info),
-                                      "trainer": cfg.to_dict(trainer)})
     quick_train("jepa", data, steps=400, batch_size=64, model=model, run_dir=run, trainer={"lr": 3e-4})
     assert main(["eval", str(run), "--json", "--n", "297"]) == 0
     after = json.loads(capsys.readouterr().out)

@@ -152,18 +152,10 @@ class Consistency(GenerativeModel):
         """Trains a tiny ddpm teacher in ``workdir`` first."""
         from pathlib import Path
 
-        from unigen import checkpoint, config, default_host
         from unigen.testing import quick_train
-        from unigen.trainer import TrainerConfig
 
         run = Path(workdir) / "teacher"
         dataset = "digits" if data.is_image else "moons"
         ddpm_cfg = DDPM.example_config(data, workdir)
-        trainer = TrainerConfig(steps=5, batch_size=16)
-        checkpoint.write_run(run, {
-            "format": 1, "model": "ddpm", "model_config": config.to_dict(ddpm_cfg), "dataset": dataset,
-            "data": config.to_dict(data), "trainer": config.to_dict(trainer),
-            "plugin": default_host().models["ddpm"].plugin, "family": "diffusion",
-        })
         quick_train("ddpm", dataset, steps=5, batch_size=16, config=ddpm_cfg, run_dir=run)
         return cls.Config(teacher=str(run), num_scales=6)

@@ -38,8 +38,7 @@ from typing import Any
 import attrs
 import torch
 
-from unigen import config as cfg
-from unigen.checkpoint import write_run, write_text_atomic
+from unigen.checkpoint import run_record, write_run, write_text_atomic
 from unigen.errors import DataError, UnigenError, UnsupportedOperation
 from unigen.metrics import EvalContext, quality
 from unigen.model import GenerativeModel
@@ -119,11 +118,7 @@ def prepare(spec: Any, c: BenchConfig, data: Any, tc: TrainerConfig, run_dir: Pa
         config = spec.model_cls.example_config(data.info, workdir)
     torch.manual_seed(c.seed)
     model = build_model(spec.id, data.info, config, overrides=model_sets(c, spec.id), host=host)
-    write_run(run_dir, {
-        "format": 1, "model": spec.id, "model_config": cfg.to_dict(model.config), "dataset": c.data,
-        "data_dir": c.data_dir, "data": cfg.to_dict(data.info), "trainer": cfg.to_dict(tc),
-        "plugin": spec.plugin, "family": spec.family, "bench": True,
-    })
+    write_run(run_dir, run_record(model, data.info, tc, dataset=c.data, data_dir=c.data_dir, plugin=spec.plugin))
     return model
 
 

@@ -26,7 +26,8 @@ def train(model: Any, data: Any, tc: TrainerConfig, run_dir: Path, c: BenchConfi
     otherwise train what fits (at least one step)."""
     started = time.perf_counter()
     if c.minutes is None:
-        trainer = Trainer(model, data, tc, run_dir=run_dir, quiet=True, host=host)
+        trainer = Trainer(model, data, tc, run_dir=run_dir, quiet=True, host=host, dataset_name=c.data,
+                          data_dir=c.data_dir)
         record = trainer.fit()
         rate = trainer.step / max(time.perf_counter() - started, 1e-9)
     else:
@@ -55,7 +56,7 @@ def train(model: Any, data: Any, tc: TrainerConfig, run_dir: Path, c: BenchConfi
             steps += max(1, extra)
             t0 = time.perf_counter()
             trainer = Trainer(model, data, attrs.evolve(tc, steps=steps, log_every=max(1, min(50, steps))),
-                              run_dir=run_dir, quiet=True, host=host)
+                              run_dir=run_dir, quiet=True, host=host, dataset_name=c.data, data_dir=c.data_dir)
             done = trainer.resume() and trainer.step
             record = trainer.fit()
             rate = (steps - (done or 0)) / max(time.perf_counter() - t0, 1e-6)

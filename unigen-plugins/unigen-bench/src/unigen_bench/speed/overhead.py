@@ -79,7 +79,8 @@ def overhead_config(model: GenerativeModel, batch_size: int, steps: int, device:
 
     keep = ("lr", "betas", "optimizer", "weight_decay")
     defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model.trainer_defaults.items() if k in keep}
-    return TrainerConfig(steps=steps, batch_size=batch_size, seed=0, device=device, **defaults)
+    plain = {"ema_decay": 0.0, "grad_clip": 0.0, "lr_schedule": "constant", "warmup_steps": 0}
+    return TrainerConfig(steps=steps, batch_size=batch_size, seed=0, device=device, **{**plain, **defaults})
 
 
 def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, steps: int, repeats: int,

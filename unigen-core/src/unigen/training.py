@@ -1,0 +1,111 @@
+"""One training entry point for the command line and for Python: ``unigen train`` is
+``unigen.train(...)`` with its flags as keyword arguments, so the two write the same run directory.
+
+Settings come from, in order (later wins): a TOML file or mapping (``[model]`` and ``[trainer]``
+tables, or flat keys), ``sets`` (``key=value`` strings, ``model.key``/``trainer.key`` to qualify),
+and keyword ``settings``. The model's trainer defaults sit under all of them
+(:func:`unigen.trainer.trainer_config`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import config as cfg
+from .checkpoint import read_run
+from .errors import ConfigError, UnigenError
+from .plugins import Host, default_host
+from .registry import DatasetSpec
+from .trainer import Callback, Trainer, TrainerConfig, trainer_config
+
+
+def _settings(config: str | Path | Mapping[str, Any] | None, sets: Iterable[str],
+              settings: Mapping[str, Any]) -> list[str | tuple[str, Any]]:
+    table = cfg.load_toml(config) if isinstance(config, (str, Path)) else dict(config or {})
+    return [*cfg.table_items(table), *sets, *((k, v) for k, v in settings.items() if v is not None)]
+
+
+def _split(spec: Any, items: Sequence[str | tuple[str, Any]], base_model: Any, base_trainer: dict[str, Any],
+           ) -> tuple[Any, dict[str, Any]]:
+    """The model config and the user's trainer settings (only those given, so that the model's
+    trainer defaults fill the rest)."""
+    changed = cfg.apply_overrides({"model": base_model, "trainer": TrainerConfig(**base_trainer)}, items)
+    tables = {"model": cfg.fields_of(spec.model_cls.Config), "trainer": cfg.fields_of(TrainerConfig)}
+    named = [cfg.route(tables, cfg.split_assignment(i)[0] if isinstance(i, str) else i[0]) for i in items]
+    given = {**base_trainer, **{k: getattr(changed["trainer"], k) for table, k in named if table == "trainer"}}
+    return changed["model"], given
+
+
+def train(
+    model: str, data: str | DatasetSpec = "digits", *, out: str | Path | None = None, resume: bool = False,
+    config: str | Path | Mapping[str, Any] | None = None, sets: Iterable[str] = (), data_dir: str | None = None,
+    callbacks: Sequence[Callback] = (), quiet: bool = False, host: Host | None = None, **settings: Any,
+) -> Any:
+    """Train registered model ``model`` on ``data`` (a dataset id, your own data as ``PATH`` or
+    ``KIND:PATH``, or a :class:`DatasetSpec`) into run directory ``out`` (default
+    ``runs/MODEL-DATA``) and return the trained run (:class:`unigen.Run`: ``.model``,
+    ``.sample(n)``, ``.eval(metrics)``, ``.run_dir``), e.g. ``unigen.train("ddpm", steps=2000)``.
+
+    ``settings``: model or trainer settings by name (``steps=2000, z_dim=16``); ``resume``: continue
+    the run in ``out`` from its newest checkpoint. Nothing is written before every setting, the data
+    and the model have been checked.
+    """
+    from .api import build_model, load_run
+    from .checkpoint import clean_stale
+    from .data.sources import check_data_dir, dataset_spec
+    from .distributed import DistributedContext
+    from .runlock import RunLock
+
+    host = host or default_host()
+    spec = host.models[model]
+    data_spec = data if isinstance(data, DatasetSpec) else dataset_spec(data, host)
+    check_data_dir(data_spec, data_dir)  # unknown ids and bad files fail here, before anything is written
+    name = data_spec.id if data_spec.id in host.datasets else data_spec.load("train").info.name
+    out = Path(out or f"runs/{model}-{name}")
+    items = _settings(config, sets, settings)
+    if resume and (out / "run.json").exists():
+        record = read_run(out)
+        if record["model"] != model or record["dataset"] != data_spec.id:
+            raise UnigenError(f"{out} holds a {record['model']} run on {record['dataset']}, not {model} on {data_spec.id}")
+        old = cfg.from_dict(spec.model_cls.Config, record["model_config"], what=f"{model} config")
+        model_cfg, given = _split(spec, items, old, {k: tuple(v) if isinstance(v, list) else v
+                                                    for k, v in record["trainer"].items()})
+        if model_cfg != old:
+            raise ConfigError(f"--resume keeps the model's config; {out} was trained with other model settings")
+        data_dir = data_dir or record.get("data_dir")
+    else:
+        if (out / "run.json").exists():
+            raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        model_cfg, given = _split(spec, items, spec.model_cls.Config(), {})
+    dist = DistributedContext.from_env(given.get("device", "cpu"))
+    train_set = data_spec.load("train", data_dir)
+    train_set.check_finite()
+    torch.manual_seed(given.get("seed", TrainerConfig().seed))
+    net = build_model(model, train_set.info, model_cfg, host=host)
+    trainer = Trainer(net, train_set, trainer_config(net, given), run_dir=out, quiet=quiet, host=host,
+                      dataset_name=data_spec.id, data_dir=data_dir, callbacks=callbacks, rank=dist.rank,
+                      world_size=dist.world_size)
+    # Everything that can fail on a user's mistake has run: only now is the run directory written,
+    # by one process at a time (rank 0 holds its lock; a failed start leaves no run.json behind).
+    lock = RunLock(out) if dist.is_main else contextlib.nullcontext()
+    try:
+        with lock:
+            if dist.is_main:
+                if not resume and (out / "run.json").exists():
+                    raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+                clean_stale(out)
+            resumed = trainer.resume() if resume else False
+            if dist.is_main and not quiet:
+                what = f"resumed at step {trainer.step}" if resumed else "from scratch"
+                print(f"training {model} on {data_spec.id} ({len(train_set)} examples) {what} -> {out}",
+                      file=sys.stderr)
+            trainer.fit()  # writes run.json (rank 0) before the first step
+    finally:
+        dist.close()
+    return load_run(out, device=trainer.config.device, host=host) if dist.is_main else None
