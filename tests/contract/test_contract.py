@@ -16,6 +16,7 @@ import unigen
 from unigen import config as cfg
 from unigen import ops
 from unigen.errors import UnsupportedOperation
+from unigen.testing import example_config
 from unigen.trainer import Trainer, TrainerConfig
 
 HOST = unigen.default_host()
@@ -38,7 +39,10 @@ def built(tmp_path_factory):
             spec = HOST.models[model_id]
             data = _dataset(spec)
             work = tmp_path_factory.mktemp(model_id)
-            cache[model_id] = (data, spec.model_cls.example_config(data.info, work))
+            try:  # the kit trains the runs the model builds on (needs_runs) first
+                cache[model_id] = (data, example_config(spec.model_cls, data.info, work, host=HOST))
+            except unigen.UnigenError as exc:  # e.g. ldm without the vae family installed
+                pytest.skip(str(exc))
         return cache[model_id]
 
     return get

@@ -1,13 +1,15 @@
 """unigen: one interface for every family of generative model.
 
-Plugin authors need :data:`hookimpl`, :class:`GenerativeModel`, :class:`ModelSpec` and the config
-helpers; users need :func:`train` (or :func:`build_model`, :func:`load_dataset` and :class:`Trainer`) and
-:func:`load_run`.
+This module is the user tier: :func:`train` (or :func:`build_model`, :func:`load_dataset` and
+:class:`Trainer`), :func:`load_run`, the five operations (:mod:`unigen.ops`) and the metrics
+(:mod:`unigen.metrics`). Plugin authors import from :mod:`unigen.plugin` (hooks, the model contract,
+config fields, building blocks).
 """
 
-from . import checkpoint, config, ops
+from . import checkpoint, config, images, malloc, metrics, ops, testing
 from .api import Run, build_model, load_dataset, load_run, model_config
-from .data import Batch, Dataset
+from .data import Dataset
+from .data.sources import check_data_dir, dataset_spec
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -17,20 +19,26 @@ from .errors import (
     UnknownId,
     UnsupportedOperation,
 )
-from .hookspecs import hookimpl
-from .model import DataInfo, GenerativeModel, NoConfig, broadcast_t
+from .model import DataInfo
 from .plugins import default_host, get_plugin_manager
-from .registry import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
 from .trainer import Callback, Trainer, TrainerConfig, trainer_config
 from .training import train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "checkpoint", "config", "ops",
-    "Batch", "Callback", "CheckpointError", "ConfigError", "DataError", "DataInfo", "Dataset",
-    "DatasetSpec", "GenerativeModel", "MetricSpec", "ModelSpec", "NoConfig", "Run", "SamplerSpec",
-    "Trainer", "TrainerConfig", "TrainingDiverged", "UnigenError", "UnknownId", "UnsupportedOperation",
-    "broadcast_t", "build_model", "default_host", "get_plugin_manager", "hookimpl", "load_dataset",
+    "checkpoint", "config", "images", "malloc", "metrics", "ops", "testing",
+    "Callback", "CheckpointError", "ConfigError", "DataError", "DataInfo", "Dataset", "Run", "Trainer",
+    "TrainerConfig", "TrainingDiverged", "UnigenError", "UnknownId", "UnsupportedOperation",
+    "build_model", "check_data_dir", "dataset_spec", "default_host", "get_plugin_manager", "load_dataset",
     "load_run", "model_config", "train", "trainer_config",
 ]
+
+
+def __getattr__(name: str):  # the author names, still reachable as unigen.X for older code
+    import importlib
+
+    plugin = importlib.import_module("unigen.plugin")
+    if name in plugin.__all__:
+        return getattr(plugin, name)
+    raise AttributeError(f"module 'unigen' has no attribute {name!r}")

@@ -101,6 +101,9 @@ class GenerativeModel(nn.Module):
     no_logprob_reason: ClassVar[str] = "this model defines no likelihood"
     # The metric ids `unigen eval` computes when --metrics is not given (e.g. a JEPA's linear probe).
     default_metrics: ClassVar[tuple[str, ...]] = ("nll",)
+    # The trained runs this model builds on: config field -> model id (an LDM: {"autoencoder": "vae"}).
+    # The test kit trains a tiny one of each for the example config (unigen.testing.example_config).
+    needs_runs: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a class whose declared capabilities are not among the known values, when it is defined."""
@@ -134,8 +137,10 @@ class GenerativeModel(nn.Module):
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> Any:
-        """A small, fast config for the shared contract tests. A model that needs another run (a
-        teacher, an autoencoder) trains a tiny one in ``workdir`` here."""
+        """A small, fast config for the shared contract tests. A model that builds on another run (a
+        teacher, an autoencoder) declares it in :attr:`needs_runs`; the test kit
+        (:func:`unigen.testing.example_config`) trains a tiny one in ``workdir/<field>`` first, and this
+        method points its config field there."""
         return cls.Config()
 
     # -- the five operations -----------------------------------------------------------------

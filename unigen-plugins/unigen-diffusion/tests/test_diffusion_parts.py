@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import unigen
+from unigen.testing import example_config
 from unigen_diffusion import LDM, Consistency
 
 torch.set_num_threads(1)
@@ -17,7 +18,7 @@ DIGITS = unigen.load_dataset("digits").info
 
 @pytest.fixture(scope="module")
 def consistency(tmp_path_factory):
-    cfg = Consistency.example_config(DIGITS, tmp_path_factory.mktemp("cd"))
+    cfg = example_config(Consistency, DIGITS, tmp_path_factory.mktemp("cd"))  # trains the tiny teacher first
     torch.manual_seed(0)
     return unigen.build_model("consistency", DIGITS, cfg)
 
@@ -47,7 +48,7 @@ def test_consistency_teacher_is_frozen_and_target_follows_by_ema(consistency):
 
 def test_ldm_autoencoder_is_frozen_and_decoded_through_the_hooks(tmp_path):
     pytest.importorskip("unigen_vae")
-    cfg = LDM.example_config(DIGITS, tmp_path)
+    cfg = example_config(LDM, DIGITS, tmp_path)  # trains the tiny autoencoder first
     model = unigen.build_model("ldm", DIGITS, cfg)
     trainable = {id(p) for ps in model.parameter_groups().values() for p in ps}
     assert model.autoencoder.parameters() and not any(

@@ -12,16 +12,16 @@ import math
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel
+from unigen import DataInfo
+from unigen.plugin import Batch, GenerativeModel, positive_float, positive_int
 
 
 @attrs.frozen(kw_only=True)
 class GMMConfig:
-    components: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
-    init_scale: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.gt(0)])
+    components: int = positive_int(16)
+    init_scale: float = positive_float(1.0)
 
 
 class GMM(GenerativeModel):

@@ -1,6 +1,6 @@
 """Hook implementations: this module is the entry point named in pyproject.toml."""
 
-from unigen import ModelSpec, hookimpl
+from unigen.plugin import ModelSpec, hookimpl
 
 from .model import GMM
 

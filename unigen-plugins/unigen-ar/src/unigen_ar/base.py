@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unigen import Batch, DataInfo, GenerativeModel, UnigenError
-from unigen.data import from_levels, to_levels
+from unigen import DataInfo, UnigenError
+from unigen.plugin import Batch, GenerativeModel, from_levels, to_levels
 
 
 def sample_level(logits: Tensor, u: Tensor, temperature: float = 1.0, top_k: int = 0) -> Tensor:

@@ -31,7 +31,7 @@ from attrs import validators as v
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.data import from_levels
+from unigen.plugin import from_levels, nonnegative_int, positive_float, positive_int
 
 from .base import ARModel
 
@@ -43,15 +43,15 @@ def _odd(instance, attribute, value) -> None:
 
 @attrs.frozen(kw_only=True)
 class PixelCNNConfig:
-    hidden: int = attrs.field(default=48, validator=[v.instance_of(int), v.gt(0)])  # channels h of each stack
-    layers: int = attrs.field(default=5, validator=[v.instance_of(int), v.ge(0)])  # gated layers with mask B
+    hidden: int = positive_int(48)  # channels h of each stack
+    layers: int = nonnegative_int(5)  # gated layers with mask B
     # The paper starts with a 7 x 7 mask-A layer, then 3 x 3 gated layers.
     first_kernel: int = attrs.field(default=7, validator=[v.instance_of(int), v.ge(3), _odd])
     kernel: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(3), _odd])
-    head: int = attrs.field(default=96, validator=[v.instance_of(int), v.gt(0)])  # width of the 1 x 1 output layers
+    head: int = positive_int(96)  # width of the 1 x 1 output layers
     # Sampling only: T = 1 and top_k = 0 draw from the model itself.
-    temperature: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.gt(0)])
-    top_k: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])  # 0: every level
+    temperature: float = positive_float(1.0)
+    top_k: int = nonnegative_int(0)  # 0: every level
 
 
 def colour_groups(n: int, colours: int) -> Tensor:

@@ -1,6 +1,6 @@
 """Entry point of the autoregressive family: registers its model ids."""
 
-from unigen import ModelSpec, hookimpl
+from unigen.plugin import ModelSpec, hookimpl
 
 from .pixelcnn import PixelCNN
 from .transformer import TransformerAR

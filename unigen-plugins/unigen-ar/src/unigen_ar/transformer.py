@@ -22,25 +22,25 @@ from __future__ import annotations
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import Tensor, nn
 
 from unigen import DataInfo
+from unigen.plugin import flag, fraction, nonnegative_int, positive_float, positive_int
 
 from .base import ARModel
 
 
 @attrs.frozen(kw_only=True)
 class TransformerARConfig:
-    dim: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(0)])  # model width d
-    heads: int = attrs.field(default=4, validator=[v.instance_of(int), v.gt(0)])
-    layers: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])
-    mlp_ratio: int = attrs.field(default=4, validator=[v.instance_of(int), v.gt(0)])  # GPT-2's 4d hidden MLP
-    dropout: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0), v.lt(1)])
+    dim: int = positive_int(64)  # model width d
+    heads: int = positive_int(4)
+    layers: int = positive_int(3)
+    mlp_ratio: int = positive_int(4)  # GPT-2's 4d hidden MLP
+    dropout: float = fraction(0.0)
     # Sampling only: T = 1 and top_k = 0 draw from the model itself.
-    temperature: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.gt(0)])
-    top_k: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])  # 0: every level
-    kv_cache: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    temperature: float = positive_float(1.0)
+    top_k: int = nonnegative_int(0)  # 0: every level
+    kv_cache: bool = flag(True)
 
     @heads.validator
     def _divides(self, attribute, value) -> None:

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from unigen.errors import UnigenError
-from unigen.plugins import default_host
+from unigen import default_host
+from unigen.plugin import UnigenError
 
 
 def _host():

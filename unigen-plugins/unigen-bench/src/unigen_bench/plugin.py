@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from unigen import hookimpl
-from unigen.registry import MetricSpec
+from unigen.plugin import MetricSpec, hookimpl
 
 from . import commands
 from .throughput import throughput

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from unigen import ops
-from unigen.errors import UnsupportedOperation
+from unigen.plugin import UnsupportedOperation
 
 if TYPE_CHECKING:
-    from unigen.metrics import EvalContext
+    from unigen import metrics
 
 
 def sync(device: torch.device) -> None:
@@ -69,7 +69,7 @@ def training_throughput(model: Any, data: Any, trainer_config: Any, *, steps: in
     """Training steps per second of the generic trainer on a copy of ``model``."""
     import attrs
 
-    from unigen.trainer import Trainer
+    from unigen import Trainer
 
     clone = copy.deepcopy(model)
     clone.model_id = model.model_id
@@ -88,12 +88,12 @@ def training_throughput(model: Any, data: Any, trainer_config: Any, *, steps: in
     return {"train_steps_per_sec": steps / statistics.median(times), "train_batch_size": cfg.batch_size}
 
 
-def throughput(ctx: "EvalContext") -> dict[str, Any]:
+def throughput(ctx: "metrics.EvalContext") -> dict[str, Any]:
     """The ``throughput`` metric: sampling (batch ``ctx.batch_size``) and training (the run's trainer settings)."""
     import attrs
 
+    from unigen import TrainerConfig
     from unigen import config as cfg
-    from unigen.trainer import TrainerConfig
 
     out: dict[str, Any] = {}
     try:

@@ -25,27 +25,37 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel, UnigenError, load_run
+from unigen import DataInfo, UnigenError, load_run
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    fraction,
+    int_at_least,
+    one_of,
+    positive_float,
+    positive_int,
+    text_field,
+)
 
 from .ddpm import DDPM
 
 
 @attrs.frozen(kw_only=True)
 class ConsistencyConfig:
-    teacher: str = attrs.field(default="", validator=v.instance_of(str))  # a trained ddpm/ddim run directory
-    num_scales: int = attrs.field(default=18, validator=[v.instance_of(int), v.ge(2)])  # N (paper: 18 for CD)
-    target_decay: float = attrs.field(default=0.95, validator=[v.instance_of(float), v.ge(0), v.lt(1)])  # mu
-    sigma_data: float = attrs.field(default=0.5, validator=[v.instance_of(float), v.gt(0)])
-    rho: float = attrs.field(default=7.0, validator=[v.instance_of(float), v.gt(0)])  # Karras et al. 2022
-    teacher_solver: str = attrs.field(default="heun", validator=v.in_(("heun", "euler")))
-    sample_steps: int = attrs.field(default=1, validator=[v.instance_of(int), v.gt(0)])
+    teacher: str = text_field("")  # a trained ddpm/ddim run directory
+    num_scales: int = int_at_least(18, 2)  # N (paper: 18 for CD)
+    target_decay: float = fraction(0.95)  # mu
+    sigma_data: float = positive_float(0.5)
+    rho: float = positive_float(7.0)  # Karras et al. 2022
+    teacher_solver: str = one_of("heun", ("heun", "euler"))
+    sample_steps: int = positive_int(1)
 
 
 class Consistency(GenerativeModel):
@@ -55,6 +65,7 @@ class Consistency(GenerativeModel):
     no_logprob_reason = "a consistency model maps noise to data without a tractable density"
     Config = ConsistencyConfig
     default_steps = 1
+    needs_runs = {"teacher": "ddpm"}
     data_kinds = ("image", "vector")
     trainer_defaults = {"lr": 2e-4}
 
@@ -149,13 +160,5 @@ class Consistency(GenerativeModel):
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> ConsistencyConfig:
-        """Trains a tiny ddpm teacher in ``workdir`` first."""
-        from pathlib import Path
-
-        from unigen.testing import quick_train
-
-        run = Path(workdir) / "teacher"
-        dataset = "digits" if data.is_image else "moons"
-        ddpm_cfg = DDPM.example_config(data, workdir)
-        quick_train("ddpm", dataset, steps=5, batch_size=16, config=ddpm_cfg, run_dir=run)
-        return cls.Config(teacher=str(run), num_scales=6)
+        """The teacher is the tiny 'ddpm' run the test kit trains in ``workdir/teacher``."""
+        return cls.Config(teacher=str(Path(workdir) / "teacher"), num_scales=6)

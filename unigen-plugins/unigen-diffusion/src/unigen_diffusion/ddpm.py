@@ -23,10 +23,20 @@ from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo, GenerativeModel
+from unigen import DataInfo
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    flag,
+    int_at_least,
+    nonnegative_float,
+    nonnegative_int,
+    one_of,
+    positive_int,
+    positive_ints,
+)
 
 from . import steps as S
 from .likelihood import discretized_gaussian_logp, gaussian_logp
@@ -36,27 +46,22 @@ from .schedules import SCHEDULES, SPACINGS, schedule, timesteps
 SAMPLERS = ("ancestral", "ddim")
 
 
-def _positive_ints(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not (isinstance(value, tuple) and value and all(isinstance(m, int) and m > 0 for m in value)):
-        raise ValueError(f"'{attribute.name}' must be a non-empty tuple of positive ints, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class DDPMConfig:
-    timesteps: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(2)])  # T (Ho et al.)
-    schedule: str = attrs.field(default="linear", validator=v.in_(tuple(SCHEDULES)))
-    net: str = attrs.field(default="auto", validator=v.in_(NETS))  # auto: UNet for images, MLP for vectors
-    width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])  # UNet base channels
-    mults: tuple[int, ...] = attrs.field(default=(1, 2), validator=_positive_ints)  # 8x8 -> 4x4 is enough
-    hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])  # MLP width
-    depth: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])  # MLP hidden layers
+    timesteps: int = int_at_least(1000, 2)  # T (Ho et al.)
+    schedule: str = one_of("linear", tuple(SCHEDULES))
+    net: str = one_of("auto", NETS)  # auto: UNet for images, MLP for vectors
+    width: int = positive_int(32)  # UNet base channels
+    mults: tuple[int, ...] = positive_ints((1, 2))  # 8x8 -> 4x4 is enough
+    hidden: int = positive_int(256)  # MLP width
+    depth: int = positive_int(3)  # MLP hidden layers
     # ancestral: Algorithm 2 when sampling with T steps, DDIM (with eta) for fewer; ddim: always DDIM.
-    sampler: str = attrs.field(default="ancestral", validator=v.in_(SAMPLERS))
-    sample_steps: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])  # 0: T
-    eta: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0)])  # DDIM: 0 deterministic
-    spacing: str = attrs.field(default="trailing", validator=v.in_(tuple(SPACINGS)))
+    sampler: str = one_of("ancestral", SAMPLERS)
+    sample_steps: int = nonnegative_int(0)  # 0: T
+    eta: float = nonnegative_float(0.0)  # DDIM: 0 deterministic
+    spacing: str = one_of("trailing", tuple(SPACINGS))
     # Clip x0_hat to the data range [-1, 1] inside each step (images only), as Ho et al.'s code does.
-    clip_denoised: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    clip_denoised: bool = flag(True)
 
 
 class DDPM(GenerativeModel):
@@ -191,8 +196,8 @@ class DDPM(GenerativeModel):
 @attrs.frozen(kw_only=True)
 class DDIMConfig(DDPMConfig):
     # Song et al. 2021a: 50 deterministic steps already give most of the quality of 1000 ancestral ones.
-    sampler: str = attrs.field(default="ddim", validator=v.in_(SAMPLERS))
-    sample_steps: int = attrs.field(default=50, validator=[v.instance_of(int), v.ge(0)])
+    sampler: str = one_of("ddim", SAMPLERS)
+    sample_steps: int = nonnegative_int(50)
 
 
 class DDIM(DDPM):

@@ -14,28 +14,26 @@ denoiser on the latent vectors.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
 from unigen import DataInfo, UnigenError, default_host, load_run, ops
-from unigen.checkpoint import read_run
-from unigen.errors import UnsupportedOperation
-from unigen.registry import provider_of
+from unigen.plugin import UnsupportedOperation, nonnegative_int, one_of, provider_of, read_run, text_field
 
 from .ddpm import DDPM, SAMPLERS, DDPMConfig
 
 
 @attrs.frozen(kw_only=True)
 class LDMConfig(DDPMConfig):
-    autoencoder: str = attrs.field(default="", validator=v.instance_of(str))  # a trained VAE-family run directory
+    autoencoder: str = text_field("")  # a trained VAE-family run directory
     # Latent vectors: an MLP denoiser; 100 DDIM steps are plenty in a 16-d latent (Rombach et al. use 50-200).
-    net: str = attrs.field(default="mlp", validator=v.in_(("mlp",)))
-    sampler: str = attrs.field(default="ddim", validator=v.in_(SAMPLERS))
-    sample_steps: int = attrs.field(default=100, validator=[v.instance_of(int), v.ge(0)])
+    net: str = one_of("mlp", ("mlp",))
+    sampler: str = one_of("ddim", SAMPLERS)
+    sample_steps: int = nonnegative_int(100)
 
 
 def load_autoencoder(run_dir: str) -> Any:
@@ -55,6 +53,7 @@ class LDM(DDPM):
     no_logprob_reason = "latent diffusion bounds log p(z) of the latents, not log p(x) of the data"
     Config = LDMConfig
     default_steps = 100
+    needs_runs = {"autoencoder": "vae"}
     trainer_defaults = {"lr": 1e-3, "ema_decay": 0.995}
 
     def diffusion_space(self, config: LDMConfig, data: DataInfo) -> DataInfo:
@@ -92,17 +91,6 @@ class LDM(DDPM):
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> LDMConfig:
-        """Trains a tiny VAE in ``workdir`` first (needs the VAE family: pip install unigen-vae)."""
-        from pathlib import Path
-
-        from unigen.testing import quick_train
-
-        if "vae" not in default_host().models:
-            import unittest
-
-            raise unittest.SkipTest("ldm's example trains a tiny 'vae' run: pip install unigen-vae")
-        run = Path(workdir) / "autoencoder"
-        dataset = "digits" if data.is_image else "moons"
-        vae_cfg = {"z_dim": 4, "width": 8, "hidden": 32}
-        quick_train("vae", dataset, steps=5, batch_size=16, config=vae_cfg, run_dir=run)
-        return cls.Config(autoencoder=str(run), timesteps=20, hidden=32, depth=2, sample_steps=5)
+        """The autoencoder is the tiny 'vae' run the test kit trains in ``workdir/autoencoder``."""
+        return cls.Config(autoencoder=str(Path(workdir) / "autoencoder"), timesteps=20, hidden=32, depth=2,
+                          sample_steps=5)

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.nn import MLP, TimeEmbedding, UNet
+from unigen.plugin import MLP, TimeEmbedding, UNet
 
 NETS = ("auto", "unet", "mlp")
 

@@ -1,6 +1,6 @@
 """Entry point of the diffusion family: registers its model ids."""
 
-from unigen import ModelSpec, hookimpl
+from unigen.plugin import ModelSpec, hookimpl
 
 from .consistency import Consistency
 from .ddpm import DDIM, DDPM

@@ -28,13 +28,23 @@ from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo, GenerativeModel, broadcast_t
-from unigen.samplers import get_sampler, registered_sampler
+from unigen import DataInfo
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    broadcast_t,
+    get_sampler,
+    nonnegative_int,
+    one_of,
+    open_unit,
+    positive_float,
+    positive_int,
+    positive_ints,
+    sampler,
+)
 
-from .ddpm import _positive_ints
 from .networks import NETS, denoiser
 from .sde import VESDE, VPSDE
 
@@ -47,26 +57,26 @@ TRACES = ("auto", "exact", "hutchinson")
 
 @attrs.frozen(kw_only=True)
 class ScoreSDEConfig:
-    sde: str = attrs.field(default="vp", validator=v.in_(("vp", "ve")))
-    beta_min: float = attrs.field(default=0.1, validator=[v.instance_of(float), v.gt(0)])  # Song et al.'s VP
-    beta_max: float = attrs.field(default=20.0, validator=[v.instance_of(float), v.gt(0)])
+    sde: str = one_of("vp", ("vp", "ve"))
+    beta_min: float = positive_float(0.1)  # Song et al.'s VP
+    beta_max: float = positive_float(20.0)
     # VE: sigma_max about the largest distance between data points (Song & Ermon 2020, Technique 1).
-    sigma_min: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.gt(0)])
-    sigma_max: float = attrs.field(default=10.0, validator=[v.instance_of(float), v.gt(0)])
-    t_min: float = attrs.field(default=1e-3, validator=[v.instance_of(float), v.gt(0), v.lt(1)])
-    net: str = attrs.field(default="auto", validator=v.in_(NETS))
-    width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])
-    mults: tuple[int, ...] = attrs.field(default=(1, 2), validator=_positive_ints)
-    hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])
-    depth: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])
+    sigma_min: float = positive_float(0.01)
+    sigma_max: float = positive_float(10.0)
+    t_min: float = open_unit(1e-3)
+    net: str = one_of("auto", NETS)
+    width: int = positive_int(32)
+    mults: tuple[int, ...] = positive_ints((1, 2))
+    hidden: int = positive_int(256)
+    depth: int = positive_int(3)
     # An SDE sampler: the reverse SDE; an ODE sampler (euler, heun, rk4, dopri5): the probability-flow ODE.
-    sampler: str = attrs.field(default="euler-maruyama", validator=registered_sampler())
-    sample_steps: int = attrs.field(default=500, validator=[v.instance_of(int), v.gt(0)])
-    corrector_steps: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    snr: float = attrs.field(default=0.16, validator=[v.instance_of(float), v.gt(0)])  # Song et al. (VE)
-    trace: str = attrs.field(default="auto", validator=v.in_(TRACES))
-    rtol: float = attrs.field(default=1e-5, validator=[v.instance_of(float), v.gt(0)])
-    atol: float = attrs.field(default=1e-5, validator=[v.instance_of(float), v.gt(0)])
+    sampler: str = sampler("euler-maruyama")
+    sample_steps: int = positive_int(500)
+    corrector_steps: int = nonnegative_int(0)
+    snr: float = positive_float(0.16)  # Song et al. (VE)
+    trace: str = one_of("auto", TRACES)
+    rtol: float = positive_float(1e-5)
+    atol: float = positive_float(1e-5)
 
     @sigma_max.validator
     def _sigmas(self, attribute: Any, value: float) -> None:

@@ -15,21 +15,19 @@ trace. Sampling integrates back from t=1 to t=0 with the configured sampler, ada
 from __future__ import annotations
 
 import attrs
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo
-from unigen.metrics.nll import dequantize
-from unigen.samplers import registered_sampler
+from unigen import DataInfo
+from unigen.plugin import Batch, dequantize, positive_int, sampler
 
 from .ode import ODEFlow, ODEFlowConfig
 
 
 @attrs.frozen(kw_only=True)
 class CNFConfig(ODEFlowConfig):
-    hidden: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(0)])
+    hidden: int = positive_int(64)
     # The likelihood already needs the adaptive solver; sampling with it keeps samples exact to tolerance.
-    sampler: str = attrs.field(default="dopri5", validator=registered_sampler("ode"))
+    sampler: str = sampler("dopri5", "ode")
 
 
 class CNF(ODEFlow):

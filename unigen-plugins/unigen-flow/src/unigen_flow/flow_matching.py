@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo, broadcast_t
-from unigen.metrics.nll import dequantize
+from unigen import DataInfo
+from unigen.plugin import Batch, broadcast_t, dequantize, flag, fraction
 
 from .ode import ODEFlow, ODEFlowConfig
 
@@ -46,9 +45,9 @@ def target_velocity(x0: Tensor, x1: Tensor, sigma_min: float = 0.0) -> Tensor:
 @attrs.frozen(kw_only=True)
 class FlowMatchingConfig(ODEFlowConfig):
     # A small sigma_min keeps the t=0 marginal a slightly smoothed data density (Lipman et al.).
-    sigma_min: float = attrs.field(default=1e-4, validator=[v.instance_of(float), v.ge(0), v.lt(1)])
+    sigma_min: float = fraction(1e-4)
     # Train on uniformly dequantized images, so logprob is a density matching the NLL metric's convention.
-    dequantize: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    dequantize: bool = flag(True)
 
 
 class FlowMatching(ODEFlow):

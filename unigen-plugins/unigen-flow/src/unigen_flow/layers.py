@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from unigen.nn import MLP
+from unigen.plugin import MLP
 
 
 class ActNorm(nn.Module):

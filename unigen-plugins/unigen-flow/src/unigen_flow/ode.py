@@ -25,12 +25,10 @@ import math
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import DataInfo, GenerativeModel
-from unigen.nn import MLP, UNet
-from unigen.samplers import registered_sampler
+from unigen import DataInfo
+from unigen.plugin import MLP, GenerativeModel, UNet, flag, one_of, positive_float, positive_int, sampler
 
 AUTO_EXACT_DIM = 16  # D reverse-mode passes per evaluation are cheaper than Hutchinson's noise up to here
 TRACES = ("auto", "exact", "hutchinson")
@@ -41,17 +39,17 @@ NETS = ("auto", "mlp", "unet")
 class ODEFlowConfig:
     """Fields every ODE flow shares."""
 
-    net: str = attrs.field(default="auto", validator=v.in_(NETS))  # auto: UNet for images, MLP for vectors
-    hidden: int = attrs.field(default=128, validator=[v.instance_of(int), v.gt(0)])  # MLP width
-    depth: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])  # MLP hidden layers
-    width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])  # UNet base channels
+    net: str = one_of("auto", NETS)  # auto: UNet for images, MLP for vectors
+    hidden: int = positive_int(128)  # MLP width
+    depth: int = positive_int(3)  # MLP hidden layers
+    width: int = positive_int(32)  # UNet base channels
     # Sampling: a registered ODE solver; fixed-step ones use --steps (or default_steps).
-    sampler: str = attrs.field(default="heun", validator=registered_sampler("ode"))
+    sampler: str = sampler("heun", "ode")
     # Tolerances of the adaptive solves (logprob, dopri5 sampling); FFJORD uses 1e-5.
-    rtol: float = attrs.field(default=1e-5, validator=[v.instance_of(float), v.gt(0)])
-    atol: float = attrs.field(default=1e-5, validator=[v.instance_of(float), v.gt(0)])
-    trace: str = attrs.field(default="auto", validator=v.in_(TRACES))
-    adjoint: bool = attrs.field(default=False, validator=v.instance_of(bool))  # adjoint method for gradients
+    rtol: float = positive_float(1e-5)
+    atol: float = positive_float(1e-5)
+    trace: str = one_of("auto", TRACES)
+    adjoint: bool = flag(False)  # adjoint method for gradients
 
 
 def time_features(t: Tensor, freqs: int = 4) -> Tensor:
@@ -159,7 +157,7 @@ class ODEFlow(GenerativeModel):
 
     def solve(self, x: Tensor, t_start: float, t_end: float, steps: int | None = None) -> Tensor:
         """Integrate dx/dt = v from t_start to t_end with the configured registered sampler."""
-        from unigen.samplers import get_sampler
+        from unigen.plugin import get_sampler
 
         spec = get_sampler(self.config.sampler, kind="ode")
         n = steps or type(self).default_steps or 100

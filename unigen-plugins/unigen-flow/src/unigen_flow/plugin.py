@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from unigen import MetricSpec, ModelSpec, hookimpl
+from unigen.plugin import MetricSpec, ModelSpec, hookimpl
 
 from .cnf import CNF
 from .flow_matching import FlowMatching

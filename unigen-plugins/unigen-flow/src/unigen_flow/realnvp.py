@@ -30,8 +30,8 @@ import torch
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel
-from unigen.metrics.nll import bin_width, dequantize
+from unigen import DataInfo
+from unigen.plugin import Batch, GenerativeModel, bin_width, dequantize, positive_int
 
 from .layers import ActNorm, AffineCoupling, ConvNet, Squeeze, VectorNet, channel_mask, checkerboard
 
@@ -39,14 +39,14 @@ from .layers import ActNorm, AffineCoupling, ConvNet, Squeeze, VectorNet, channe
 @attrs.frozen(kw_only=True)
 class RealNVPConfig:
     # Couplings per stage; the paper uses 3 (4 on the last scale).
-    couplings: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])
+    couplings: int = positive_int(3)
     # Scales for images; 3 gives 28 -> 14 -> 7 (and 8 -> 4 -> 2 for digits).
-    scales: int = attrs.field(default=2, validator=[v.instance_of(int), v.gt(0)])
-    width: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(0)])  # conv channels of s, t
-    hidden: int = attrs.field(default=128, validator=[v.instance_of(int), v.gt(0)])  # MLP width (vectors)
-    depth: int = attrs.field(default=2, validator=[v.instance_of(int), v.gt(0)])  # MLP hidden layers
+    scales: int = positive_int(2)
+    width: int = positive_int(64)  # conv channels of s, t
+    hidden: int = positive_int(128)  # MLP width (vectors)
+    depth: int = positive_int(2)  # MLP hidden layers
     # Vector couplings in all (alternating halves).
-    vector_couplings: int = attrs.field(default=8, validator=[v.instance_of(int), v.gt(0)])
+    vector_couplings: int = positive_int(8)
     # Logit preprocessing for images; RealNVP uses alpha = 0.05.
     logit_alpha: float = attrs.field(default=0.05, validator=[v.instance_of(float), v.ge(0), v.lt(0.5)])
 

@@ -31,10 +31,10 @@ import logging
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo
+from unigen import DataInfo
+from unigen.plugin import Batch, fraction, nonnegative_int, positive_int
 
 from .flow_matching import FlowMatching, FlowMatchingConfig
 from .ode import ODEFlow
@@ -44,12 +44,12 @@ log = logging.getLogger("unigen_flow")
 
 @attrs.frozen(kw_only=True)
 class RectifiedFlowConfig(FlowMatchingConfig):
-    sigma_min: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0), v.lt(1)])
-    num_reflows: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    reflow_every: int = attrs.field(default=2000, validator=[v.instance_of(int), v.gt(0)])  # trainer steps per round
-    reflow_pairs: int = attrs.field(default=4096, validator=[v.instance_of(int), v.gt(0)])  # size of the coupling
+    sigma_min: float = fraction(0.0)
+    num_reflows: int = nonnegative_int(0)
+    reflow_every: int = positive_int(2000)  # trainer steps per round
+    reflow_pairs: int = positive_int(4096)  # size of the coupling
     # ODE steps used to generate the pairs: accurate endpoints matter more than speed here.
-    reflow_steps: int = attrs.field(default=50, validator=[v.instance_of(int), v.gt(0)])
+    reflow_steps: int = positive_int(50)
 
 
 @torch.no_grad()

@@ -36,27 +36,24 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel
+from unigen import DataInfo
+from unigen.plugin import Batch, GenerativeModel, positive_float, positive_int
 
 from . import networks
-
-_pos_int = [v.instance_of(int), v.gt(0)]
-_opt_lr = v.optional([v.instance_of(float), v.gt(0)])
 
 
 @attrs.frozen(kw_only=True)
 class AdversarialConfig:
-    z_dim: int = attrs.field(default=32, validator=_pos_int)
-    width: int = attrs.field(default=32, validator=_pos_int)  # conv channels at full resolution
-    hidden: int = attrs.field(default=128, validator=_pos_int)  # MLP width, for vector data
+    z_dim: int = positive_int(32)
+    width: int = positive_int(32)  # conv channels at full resolution
+    hidden: int = positive_int(128)  # MLP width, for vector data
     # Discriminator (critic) steps per generator step.
-    n_critic: int = attrs.field(default=1, validator=_pos_int)
+    n_critic: int = positive_int(1)
     # Per-group learning rates (e.g. TTUR, Heusel et al. 2017); None uses the trainer's lr.
-    lr_discriminator: float | None = attrs.field(default=None, validator=_opt_lr)
-    lr_generator: float | None = attrs.field(default=None, validator=_opt_lr)
+    lr_discriminator: float | None = positive_float(None, optional=True)
+    lr_generator: float | None = positive_float(None, optional=True)
 
 
 class Adversarial(GenerativeModel, metaclass=ABCMeta):

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.nn import MLP
-from unigen.nn.blocks import spatial_sizes
+from unigen.plugin import MLP, spatial_sizes
 
 NORMS = ("batch", "layer", "none")
 LeakyReLU = functools.partial(nn.LeakyReLU, 0.2)

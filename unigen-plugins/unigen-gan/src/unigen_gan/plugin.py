@@ -1,6 +1,6 @@
 """Entry point of the GAN family: registers its model ids."""
 
-from unigen import ModelSpec, hookimpl
+from unigen.plugin import ModelSpec, hookimpl
 
 from .gan import GAN
 from .stylegan import StyleGAN

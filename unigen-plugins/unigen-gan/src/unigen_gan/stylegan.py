@@ -42,38 +42,37 @@ import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo
+from unigen import DataInfo
+from unigen.plugin import Batch, fraction, nonnegative_float, nonnegative_int, positive_float, positive_int, probability
 
 from .base import AdversarialConfig
 from .gan import GAN
 from .stylegan_layers import MappingNetwork, StyleDiscriminator, SynthesisNetwork, path_lengths
 
-_pos_int = [v.instance_of(int), v.gt(0)]
-
 
 @attrs.frozen(kw_only=True)
 class StyleGANConfig(AdversarialConfig):
-    w_dim: int = attrs.field(default=32, validator=_pos_int)  # 512 in the paper
-    mapping_layers: int = attrs.field(default=4, validator=_pos_int)  # 8 in the paper
-    mixing_prob: float = attrs.field(default=0.9, validator=[v.instance_of(float), v.ge(0), v.le(1)])  # paper: 0.9
-    r1_gamma: float = attrs.field(default=0.1, validator=[v.instance_of(float), v.ge(0)])  # small images need little
-    w_avg_beta: float = attrs.field(default=0.995, validator=[v.instance_of(float), v.ge(0), v.lt(1)])
+    w_dim: int = positive_int(32)  # 512 in the paper
+    mapping_layers: int = positive_int(4)  # 8 in the paper
+    mixing_prob: float = probability(0.9)  # paper: 0.9
+    r1_gamma: float = nonnegative_float(0.1)  # small images need little
+    w_avg_beta: float = fraction(0.995)
     # psi of the truncation trick at sampling time (1: no truncation).
-    truncation: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0)])
+    truncation: float = nonnegative_float(1.0)
     # The paper steps D with the same lr as G (2e-3); on 8x8 digits its equalized-lr discriminator
     # then learns too slowly for short runs (measured, 1000 steps: MMD 0.31 vs 0.13 with 1e-2).
-    lr_discriminator: float | None = attrs.field(default=1e-2, validator=v.optional([v.instance_of(float), v.gt(0)]))
+    lr_discriminator: float | None = positive_float(1e-2, optional=True)
     # Path-length regularisation (Sec. 3.2): weight w_pl (paper: 2; 0 = off), lazy interval k (paper: 4),
     # the decay of the running mean a (paper: 0.01) and the batch shrink of the regularisation pass (paper: 2).
-    pl_weight: float = attrs.field(default=2.0, validator=[v.instance_of(float), v.ge(0)])
-    pl_interval: int = attrs.field(default=4, validator=_pos_int)
+    pl_weight: float = nonnegative_float(2.0)
+    pl_interval: int = positive_int(4)
     pl_decay: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.gt(0), v.le(1)])
-    pl_batch_shrink: int = attrs.field(default=2, validator=_pos_int)
+    pl_batch_shrink: int = positive_int(2)
     # Generator EMA half-life in images (paper: 10,000); 0 samples from the raw generator.
-    ema_half_life: int = attrs.field(default=10_000, validator=[v.instance_of(int), v.ge(0)])
+    ema_half_life: int = nonnegative_int(10_000)
     # The half-life grows as rampup x the images seen until it reaches ema_half_life (StyleGAN2-ADA's
     # ema_rampup = 0.05, Karras et al. 2020b), so short runs do not sample a near-initial G_ema; 0: off.
-    ema_rampup: float = attrs.field(default=0.05, validator=[v.instance_of(float), v.ge(0)])
+    ema_rampup: float = nonnegative_float(0.05)
 
 
 class StyleGenerator(nn.Module):

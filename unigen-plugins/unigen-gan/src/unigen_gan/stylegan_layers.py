@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unigen.nn.blocks import spatial_sizes
+from unigen.plugin import spatial_sizes
 
 SQRT2 = math.sqrt(2.0)
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
+
+from unigen.plugin import positive_float, positive_int
 
 from .base import Adversarial, AdversarialConfig
 
 
 @attrs.frozen(kw_only=True)
 class WGANConfig(AdversarialConfig):
-    n_critic: int = attrs.field(default=5, validator=[v.instance_of(int), v.gt(0)])  # Algorithm 1
-    clip: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.gt(0)])  # c of Algorithm 1
+    n_critic: int = positive_int(5)  # Algorithm 1
+    clip: float = positive_float(0.01)  # c of Algorithm 1
 
 
 class WGAN(Adversarial):

@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
+
+from unigen.plugin import nonnegative_float, positive_int
 
 from .base import Adversarial, AdversarialConfig
 from .wgan import WGAN
@@ -41,8 +42,8 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 
 @attrs.frozen(kw_only=True)
 class WGANGPConfig(AdversarialConfig):
-    n_critic: int = attrs.field(default=5, validator=[v.instance_of(int), v.gt(0)])
-    gp_weight: float = attrs.field(default=10.0, validator=[v.instance_of(float), v.ge(0)])  # lambda
+    n_critic: int = positive_int(5)
+    gp_weight: float = nonnegative_float(10.0)  # lambda
 
 
 class WGANGP(WGAN):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from unigen import DataInfo, Dataset
-from unigen.data.toy import N, sample_toy
+from unigen.plugin import TOY_SIZES as N
+from unigen.plugin import sample_toy
 
 OUTLIER_FRACTION = 0.1
 BOX = 4.0

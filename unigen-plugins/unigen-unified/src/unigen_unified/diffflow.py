@@ -61,12 +61,12 @@ import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel, UnigenError, broadcast_t
+from unigen import DataInfo, UnigenError
+from unigen.plugin import Batch, GenerativeModel, broadcast_t, nonnegative_int, positive_int, probability
 
 from .networks import TimeField, vector_mlp
 
 B_MIN, B_MAX, T_MIN = 0.1, 20.0, 1e-3
-_pos_int = [v.instance_of(int), v.gt(0)]
 
 
 def vp_coefficients(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -78,7 +78,7 @@ def vp_coefficients(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _sampler_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    from unigen.samplers import get_sampler
+    from unigen.plugin import get_sampler
 
     if value == "auto":
         return
@@ -91,15 +91,15 @@ def _sampler_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None
 @attrs.frozen(kw_only=True)
 class DiffFlowConfig:
     # lambda: weight of score matching; 1 - lambda weights the adversarial term.
-    lam: float = attrs.field(default=0.5, validator=[v.instance_of(float), v.ge(0), v.le(1)])
-    hidden: int = attrs.field(default=128, validator=_pos_int)
-    depth: int = attrs.field(default=3, validator=_pos_int)
-    disc_hidden: int = attrs.field(default=128, validator=_pos_int)
+    lam: float = probability(0.5)
+    hidden: int = positive_int(128)
+    depth: int = positive_int(3)
+    disc_hidden: int = positive_int(128)
     # DDIM steps of the unrolled generator G (few: the adversarial term backpropagates through all).
-    gen_steps: int = attrs.field(default=4, validator=_pos_int)
-    n_critic: int = attrs.field(default=1, validator=_pos_int)
+    gen_steps: int = positive_int(4)
+    n_critic: int = positive_int(1)
     # DDIM steps of G at sampling; 0 = ``gen_steps``, the unroll it was trained with (see the docstring).
-    sample_unroll: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    sample_unroll: int = nonnegative_int(0)
     # "auto": G(z) when lambda < 1, the probability-flow ODE (heun) when lambda = 1; or a registered sampler.
     sampler: str = attrs.field(default="auto", validator=[v.instance_of(str), _sampler_name])
 
@@ -219,7 +219,7 @@ class DiffFlow(GenerativeModel):
 
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """z ~ N(0, I) at t=1 to data: G(z), or a registered solver (see the module docstring)."""
-        from unigen.samplers import get_sampler
+        from unigen.plugin import get_sampler
 
         name = self.sampler_name()
         if name == "generator":

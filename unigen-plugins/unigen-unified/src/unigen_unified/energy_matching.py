@@ -31,22 +31,28 @@ from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo, GenerativeModel
+from unigen import DataInfo
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    nonnegative_float,
+    nonnegative_int,
+    one_of,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 from .networks import vector_mlp
-
-_pos_int = [v.instance_of(int), v.gt(0)]
-_pos_float = [v.instance_of(float), v.gt(0)]
 
 
 def langevin(energy: Callable[[Tensor], Tensor], x: Tensor, steps: int, step_size: float,
              generator: torch.Generator | None = None) -> Tensor:
     """``steps`` unadjusted Langevin steps x <- x - h grad E(x) + sqrt(2h) xi from x (B, *D), through the
     registered ``euler-maruyama`` sampler (see the module docstring). Returns detached samples."""
-    from unigen.samplers import get_sampler
+    from unigen.plugin import get_sampler
 
     span = steps * step_size
 
@@ -73,22 +79,22 @@ def grid_log_partition(energy: Callable[[Tensor], Tensor], bound: float, n: int,
 
 @attrs.frozen(kw_only=True)
 class EnergyMatchingConfig:
-    hidden: int = attrs.field(default=128, validator=_pos_int)
-    depth: int = attrs.field(default=3, validator=_pos_int)
+    hidden: int = positive_int(128)
+    depth: int = positive_int(3)
     # Langevin steps per training step (persistent chains need few), and their step size h.
     # h = 0.003 keeps the discretisation bias below the width of thin structures (moons: std 0.1).
-    mcmc_steps: int = attrs.field(default=10, validator=_pos_int)
-    step_size: float = attrs.field(default=0.003, validator=_pos_float)
-    buffer_size: int = attrs.field(default=8192, validator=_pos_int)
+    mcmc_steps: int = positive_int(10)
+    step_size: float = positive_float(0.003)
+    buffer_size: int = positive_int(8192)
     # Fraction of chains restarted from N(0, I) each step (Du & Mordatch use 5%).
-    reinit_prob: float = attrs.field(default=0.05, validator=[v.instance_of(float), v.ge(0), v.le(1)])
+    reinit_prob: float = probability(0.05)
     # Weight of the E^2 regularizer (Du & Mordatch Sec. 3.3).
-    alpha: float = attrs.field(default=0.1, validator=[v.instance_of(float), v.ge(0)])
+    alpha: float = nonnegative_float(0.1)
     # Sampling: chains of `steps` (default_steps) Langevin steps from the buffer ("buffer") or N(0, I) ("noise").
-    sample_init: str = attrs.field(default="noise", validator=v.in_(("noise", "buffer")))
+    sample_init: str = one_of("noise", ("noise", "buffer"))
     # 2-D data only: > 0 normalizes logprob on an n x n grid over [-grid_bound, grid_bound]^2.
-    normalize_grid: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    grid_bound: float = attrs.field(default=4.0, validator=_pos_float)
+    normalize_grid: int = nonnegative_int(0)
+    grid_bound: float = positive_float(4.0)
 
 
 class EnergyMatching(GenerativeModel):

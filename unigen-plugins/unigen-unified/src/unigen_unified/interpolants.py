@@ -40,10 +40,10 @@ from typing import ClassVar
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import UnknownId, broadcast_t
+from unigen import UnknownId
+from unigen.plugin import broadcast_t, nonnegative_float
 
 ENTRY_POINT_GROUP = "unigen_unified.interpolants"
 
@@ -56,7 +56,7 @@ class Interpolant(ABC):
     """
 
     # Amplitude a of the latent term gamma_t = a t (1 - t); 0 gives a deterministic interpolant.
-    gamma_scale: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0)])
+    gamma_scale: float = nonnegative_float(0.0)
     # Smallest time used for training and reached by sampling (0 unless a derivative is singular at 0).
     t_min: ClassVar[float] = 0.0
 

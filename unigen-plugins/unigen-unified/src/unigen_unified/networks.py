@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.nn import MLP, UNet
+from unigen.plugin import MLP, UNet
 
 TIME_FREQS = 4
 

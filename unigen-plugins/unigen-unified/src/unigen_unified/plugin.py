@@ -1,6 +1,6 @@
 """Entry point of the unified family: its model ids and the ``moons-outliers`` dataset."""
 
-from unigen import DatasetSpec, ModelSpec, hookimpl
+from unigen.plugin import DatasetSpec, ModelSpec, hookimpl
 
 from .data import load_moons_outliers
 from .diffflow import DiffFlow

@@ -34,8 +34,8 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo, GenerativeModel, UnigenError, broadcast_t
-from unigen.samplers import registered_sampler
+from unigen import DataInfo, UnigenError
+from unigen.plugin import Batch, GenerativeModel, broadcast_t, nonnegative_float, positive_int, sampler
 
 from .interpolants import get_schedule
 from .networks import TimeField
@@ -55,18 +55,18 @@ def _schedule_name(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
 class StochasticInterpolantConfig:
     schedule: str = attrs.field(default="linear", validator=[v.instance_of(str), _schedule_name])
     # a in gamma_t = a t (1 - t); a > 0 adds the latent noise term and trains the denoiser head.
-    gamma: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0)])
+    gamma: float = nonnegative_float(0.0)
     # A registered sampler: ODE (euler, heun, rk4, dopri5) or SDE (euler-maruyama, needs gamma > 0).
-    sampler: str = attrs.field(default="heun", validator=registered_sampler())
+    sampler: str = sampler("heun")
     # eps_t = sde_eps * sigma_t^2 in the backward SDE; 0 makes the SDE the probability-flow ODE.
-    sde_eps: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0)])
-    hidden: int = attrs.field(default=128, validator=[v.instance_of(int), v.gt(0)])  # MLP width (vectors)
-    depth: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])  # MLP hidden layers
-    width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])  # UNet channels (images)
+    sde_eps: float = nonnegative_float(1.0)
+    hidden: int = positive_int(128)  # MLP width (vectors)
+    depth: int = positive_int(3)  # MLP hidden layers
+    width: int = positive_int(32)  # UNet channels (images)
 
     @sampler.validator
     def _sde_needs_gamma(self, attribute: Any, value: str) -> None:
-        from unigen.samplers import get_sampler
+        from unigen.plugin import get_sampler
 
         if get_sampler(value).kind == "sde" and self.gamma == 0:
             raise ValueError(f"'sampler' = {value!r} is an SDE solver: it needs the learned score, trained only "
@@ -142,7 +142,7 @@ class StochasticInterpolant(GenerativeModel):
 
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """Integrate from t=1 (z ~ N(0, I)) to t=t_min with the configured registered sampler."""
-        from unigen.samplers import get_sampler
+        from unigen.plugin import get_sampler
 
         spec = get_sampler(self.config.sampler)
         fn = self.backward_sde if spec.kind == "sde" else self.drift

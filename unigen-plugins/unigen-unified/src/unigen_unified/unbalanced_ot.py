@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen.metrics.mmd import rbf_kernel
+from unigen.plugin import positive_float, positive_int, rbf_kernel
 
 from .wasserstein_flow import WassersteinFlow, WassersteinFlowConfig
 
@@ -37,10 +36,10 @@ from .wasserstein_flow import WassersteinFlow, WassersteinFlowConfig
 class UnbalancedOTConfig(WassersteinFlowConfig):
     # KL mass penalty rho, in units of the squared-distance cost: a data point further than ~sqrt(rho)
     # from the model's mass is dropped; rho -> infinity is balanced OT.
-    rho: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.gt(0)])
+    rho: float = positive_float(1.0)
     # Entropic regularisation and iterations of the Sinkhorn solve.
-    blur: float = attrs.field(default=0.1, validator=[v.instance_of(float), v.gt(0)])
-    sinkhorn_iters: int = attrs.field(default=30, validator=[v.instance_of(int), v.gt(0)])
+    blur: float = positive_float(0.1)
+    sinkhorn_iters: int = positive_int(30)
 
 
 @torch.no_grad()

@@ -23,15 +23,13 @@ from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel
-from unigen.metrics.mmd import SCALES, mmd2
+from unigen import DataInfo
+from unigen.plugin import MMD_SCALES as SCALES
+from unigen.plugin import Batch, GenerativeModel, mmd2, positive_float, positive_int
 
 from .networks import vector_mlp
-
-_pos_int = [v.instance_of(int), v.gt(0)]
 
 
 def _scales(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -41,12 +39,12 @@ def _scales(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class WassersteinFlowConfig:
-    hidden: int = attrs.field(default=128, validator=_pos_int)
-    depth: int = attrs.field(default=3, validator=_pos_int)
+    hidden: int = positive_int(128)
+    depth: int = positive_int(3)
     # JKO step size tau: larger steps move the map further per outer step.
-    tau: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.gt(0)])
+    tau: float = positive_float(1.0)
     # Optimizer steps spent on each JKO subproblem before T_k is updated.
-    jko_every: int = attrs.field(default=20, validator=_pos_int)
+    jko_every: int = positive_int(20)
     # RBF bandwidths of the MMD (the core metric's scales by default).
     scales: tuple[float, ...] = attrs.field(default=SCALES, converter=tuple, validator=_scales)
 

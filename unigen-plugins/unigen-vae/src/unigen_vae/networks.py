@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.nn import MLP, ConvDecoder, ConvEncoder
+from unigen.plugin import MLP, ConvDecoder, ConvEncoder
 
 
 def encoder(data: DataInfo, out_dim: int, width: int, hidden: int) -> nn.Module:

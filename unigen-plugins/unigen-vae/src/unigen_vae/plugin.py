@@ -1,6 +1,6 @@
 """Entry point of the VAE family: registers its model ids."""
 
-from unigen import ModelSpec, hookimpl
+from unigen.plugin import ModelSpec, hookimpl
 
 from .quantized import FSQ, VQVAE
 from .vae import VAE, BetaVAE

@@ -23,11 +23,10 @@ from typing import Any
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, DataInfo, GenerativeModel
-from unigen.nn import MLP
+from unigen import DataInfo
+from unigen.plugin import MLP, Batch, GenerativeModel, int_at_least, nonnegative_float, open_unit, positive_int
 
 from .likelihood import decoder_logp
 
@@ -185,16 +184,16 @@ class QuantizedAutoencoder(GenerativeModel, metaclass=ABCMeta):
 # -- VQ-VAE -----------------------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
 class VQVAEConfig:
-    codebook_size: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(1)])
-    code_dim: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
-    width: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(0)])
-    hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])
-    n_latents: int = attrs.field(default=4, validator=[v.instance_of(int), v.gt(0)])  # vectors only
+    codebook_size: int = int_at_least(64, 2)
+    code_dim: int = positive_int(16)
+    width: int = positive_int(64)
+    hidden: int = positive_int(256)
+    n_latents: int = positive_int(4)  # vectors only
     # van den Oord et al. use beta = 0.25 for the commitment loss and gamma = 0.99 for the EMA.
-    commitment: float = attrs.field(default=0.25, validator=[v.instance_of(float), v.ge(0)])
-    ema_decay: float = attrs.field(default=0.99, validator=[v.instance_of(float), v.gt(0), v.lt(1)])
+    commitment: float = nonnegative_float(0.25)
+    ema_decay: float = open_unit(0.99)
     # A code whose EMA usage falls below this count is restarted at a random encoder output.
-    dead_threshold: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.ge(0)])
+    dead_threshold: float = nonnegative_float(0.01)
 
 
 def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
@@ -267,9 +266,9 @@ class VQVAE(QuantizedAutoencoder):
 class FSQConfig:
     # Mentzer et al. 2023 recommend levels [8, 5, 5, 5] for a codebook of about 1,000 codes.
     levels: tuple[int, ...] = attrs.field(default=(8, 5, 5, 5), converter=tuple)
-    width: int = attrs.field(default=64, validator=[v.instance_of(int), v.gt(0)])
-    hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])
-    n_latents: int = attrs.field(default=4, validator=[v.instance_of(int), v.gt(0)])  # vectors only
+    width: int = positive_int(64)
+    hidden: int = positive_int(256)
+    n_latents: int = positive_int(4)  # vectors only
 
     @levels.validator
     def _levels(self, attribute: Any, value: tuple[int, ...]) -> None:

@@ -14,13 +14,14 @@ estimate of Burda et al. 2016:  log 1/k sum_i p(x, z_i) / q(z_i | x),  z_i ~ q(z
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 
-from unigen import Batch, DataInfo, GenerativeModel
+from unigen import DataInfo
+from unigen.plugin import Batch, GenerativeModel, nonnegative_float, positive_int
 
 from .likelihood import decoder_logp
 from .networks import decoder, encoder
@@ -28,12 +29,12 @@ from .networks import decoder, encoder
 
 @attrs.frozen(kw_only=True)
 class VAEConfig:
-    z_dim: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
-    width: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])  # conv channels
-    hidden: int = attrs.field(default=256, validator=[v.instance_of(int), v.gt(0)])  # MLP width (vectors)
-    beta: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0)])
+    z_dim: int = positive_int(16)
+    width: int = positive_int(32)  # conv channels
+    hidden: int = positive_int(256)  # MLP width (vectors)
+    beta: float = nonnegative_float(1.0)
     # 1: logprob is the ELBO (a bound); k > 1: the importance-weighted estimate with k samples.
-    logprob_samples: int = attrs.field(default=1, validator=[v.instance_of(int), v.gt(0)])
+    logprob_samples: int = positive_int(1)
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -55,6 +56,10 @@ class VAE(GenerativeModel):
         self.decoder = decoder(data, config.z_dim, config.width, config.hidden)
         if config.logprob_samples > 1:
             self.logprob_kind = "estimate"
+
+    @classmethod
+    def example_config(cls, data: DataInfo, workdir: Any) -> VAEConfig:
+        return cls.Config(z_dim=4, width=8, hidden=32)
 
     # -- pieces -------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,7 +123,7 @@ class VAE(GenerativeModel):
 @attrs.frozen(kw_only=True)
 class BetaVAEConfig(VAEConfig):
     # Higgins et al. 2017 use beta > 1 to trade reconstruction for a more factorised latent.
-    beta: float = attrs.field(default=4.0, validator=[v.instance_of(float), v.ge(0)])
+    beta: float = nonnegative_float(4.0)
 
 
 class BetaVAE(VAE):

@@ -33,13 +33,11 @@ import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, ConfigError, DataInfo, GenerativeModel
-from unigen.nn import TransformerBlock
+from unigen import ConfigError, DataInfo
+from unigen.plugin import Batch, GenerativeModel, TransformerBlock, positive_int, probability
 
 from .masks import sample_masks
 from .patches import patch_size_for, patchify, sincos_2d
-
-_pos_int = [v.instance_of(int), v.gt(0)]
 
 
 def _range(lo: float, hi: float):
@@ -54,24 +52,24 @@ def _range(lo: float, hi: float):
 
 @attrs.frozen(kw_only=True)
 class JEPAConfig:
-    patch_size: int | None = attrs.field(default=None, validator=v.optional(_pos_int))  # None: 2 up to 16 px, else 4
-    dim: int = attrs.field(default=64, validator=_pos_int)  # encoder width (a multiple of 4 and of heads)
-    depth: int = attrs.field(default=4, validator=_pos_int)
-    heads: int = attrs.field(default=4, validator=_pos_int)
+    patch_size: int | None = positive_int(None, optional=True)  # None: 2 up to 16 px, else 4
+    dim: int = positive_int(64)  # encoder width (a multiple of 4 and of heads)
+    depth: int = positive_int(4)
+    heads: int = positive_int(4)
     # The paper's predictor is narrower than the encoder (384 vs 1280 for ViT-H); the same here.
-    pred_dim: int = attrs.field(default=32, validator=_pos_int)
-    pred_depth: int = attrs.field(default=2, validator=_pos_int)
-    pred_heads: int = attrs.field(default=4, validator=_pos_int)
+    pred_dim: int = positive_int(32)
+    pred_depth: int = positive_int(2)
+    pred_heads: int = positive_int(4)
     # Masking (Sec. 3 and App. C): M=4 targets of 15-20% of the image, a context of 85-100%.
-    num_targets: int = attrs.field(default=4, validator=_pos_int)
+    num_targets: int = positive_int(4)
     target_scale: tuple[float, float] = attrs.field(default=(0.15, 0.2), validator=_range(0.0, 1.0))
     target_aspect: tuple[float, float] = attrs.field(default=(0.75, 1.5), validator=_range(0.05, 20.0))
     context_scale: tuple[float, float] = attrs.field(default=(0.85, 1.0), validator=_range(0.0, 1.0))
-    min_context: int = attrs.field(default=2, validator=_pos_int)
+    min_context: int = positive_int(2)
     # EMA momentum, linear from ema_start to ema_end over ema_steps optimizer steps (paper: 0.996 -> 1).
-    ema_start: float = attrs.field(default=0.996, validator=[v.instance_of(float), v.ge(0), v.le(1)])
-    ema_end: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.ge(0), v.le(1)])
-    ema_steps: int = attrs.field(default=2000, validator=_pos_int)
+    ema_start: float = probability(0.996)
+    ema_end: float = probability(1.0)
+    ema_steps: int = positive_int(2000)
     loss: str = attrs.field(default="smooth_l1", validator=v.in_(("smooth_l1", "l2")))
 
     @dim.validator

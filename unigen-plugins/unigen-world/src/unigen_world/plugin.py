@@ -1,6 +1,6 @@
 """Entry point of the world-model family: registers its model ids and the linear-probe metric."""
 
-from unigen import MetricSpec, ModelSpec, hookimpl
+from unigen.plugin import MetricSpec, ModelSpec, hookimpl
 
 from .jepa import JEPA
 from .probe import probe

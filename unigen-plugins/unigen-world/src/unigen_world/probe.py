@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unigen.errors import UnsupportedOperation
+from unigen.plugin import UnsupportedOperation
 
 PROBE_TRAIN = 10_000
 COLLAPSE_RATIO = 1e-3

@@ -39,18 +39,24 @@ from __future__ import annotations
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import Batch, ConfigError, DataInfo, GenerativeModel
-from unigen.data import text as tokens
-from unigen.nn import TimeEmbedding, TransformerBlock
-from unigen.samplers import get_sampler
+from unigen import ConfigError, DataInfo
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    TimeEmbedding,
+    TransformerBlock,
+    get_sampler,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    probability,
+    text_field,
+)
+from unigen.plugin import text as tokens
 
 from .patches import patch_size_for, patchify, sincos_2d, unpatchify
-
-_pos_int = [v.instance_of(int), v.gt(0)]
-_prob = [v.instance_of(float), v.ge(0), v.le(1)]
 
 
 def _check_prompt(inst, attr, value):
@@ -60,20 +66,20 @@ def _check_prompt(inst, attr, value):
 
 @attrs.frozen(kw_only=True)
 class TransfusionConfig:
-    patch_size: int | None = attrs.field(default=None, validator=v.optional(_pos_int))  # None: 2 up to 16 px, else 4
-    dim: int = attrs.field(default=128, validator=_pos_int)
-    depth: int = attrs.field(default=4, validator=_pos_int)
-    heads: int = attrs.field(default=4, validator=_pos_int)
-    text_len: int = attrs.field(default=32, validator=_pos_int)  # used when the data carries no text
-    image_loss_weight: float = attrs.field(default=5.0, validator=[v.instance_of(float), v.ge(0)])  # paper's lambda
-    image_first: float = attrs.field(default=0.2, validator=_prob)  # share of image-then-caption sequences
-    caption_max_t: float = attrs.field(default=0.5, validator=_prob)  # noise cap when the image comes first
-    cond_drop: float = attrs.field(default=0.1, validator=_prob)  # caption dropout for guidance
+    patch_size: int | None = positive_int(None, optional=True)  # None: 2 up to 16 px, else 4
+    dim: int = positive_int(128)
+    depth: int = positive_int(4)
+    heads: int = positive_int(4)
+    text_len: int = positive_int(32)  # used when the data carries no text
+    image_loss_weight: float = nonnegative_float(5.0)  # paper's lambda
+    image_first: float = probability(0.2)  # share of image-then-caption sequences
+    caption_max_t: float = probability(0.5)  # noise cap when the image comes first
+    cond_drop: float = probability(0.1)  # caption dropout for guidance
     # Sampling-time settings (change with `unigen sample RUN --set key=value`).
     prompt: str | None = attrs.field(default=None, validator=_check_prompt)
-    guidance: float = attrs.field(default=3.0, validator=[v.instance_of(float), v.ge(0)])
-    sampler: str = attrs.field(default="heun", validator=v.instance_of(str))
-    temperature: float = attrs.field(default=1.0, validator=[v.instance_of(float), v.gt(0)])  # caption sampling
+    guidance: float = nonnegative_float(3.0)
+    sampler: str = text_field("heun")
+    temperature: float = positive_float(1.0)  # caption sampling
 
     @dim.validator
     def _dim(self, attr, value):

@@ -38,11 +38,9 @@ from typing import Any
 import attrs
 import torch
 
-from unigen.checkpoint import run_record, write_run, write_text_atomic
-from unigen.errors import DataError, UnigenError, UnsupportedOperation
-from unigen.metrics import EvalContext, quality
-from unigen.model import GenerativeModel
-from unigen.trainer import Trainer, TrainerConfig
+from unigen import Trainer, TrainerConfig, checkpoint, images, testing
+from unigen import metrics as unigen_metrics
+from unigen.plugin import DataError, GenerativeModel, UnigenError, UnsupportedOperation
 
 from ..throughput import samples_per_sec_from_chunks, training_throughput
 from .config import BenchConfig, MetricTimeout, TooSlow, sampling_steps, select_models, time_limit
@@ -55,7 +53,7 @@ QUICK = {"data": "digits", "minutes": 0.12, "n": 500, "max_sample_steps": 50, "m
 
 
 # -- one model ------------------------------------------------------------------------------------
-def evaluate(ctx: EvalContext, c: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+def evaluate(ctx: unigen_metrics.EvalContext, c: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """NLL, then one sampling pass shared by FID/KID/IS/PR, each with the soft budget ``metric_seconds``
     (and a hard stop at three times it). A metric that is stopped or raises is reported as None with
     the reason; the others still run."""
@@ -64,7 +62,7 @@ def evaluate(ctx: EvalContext, c: BenchConfig, log: Callable[[str], None]) -> di
     blocked: str | None = None  # why the sample-based metrics cannot run
     for metric_id in ("nll", "samples", "fid", "kid", "is", "pr"):
         started = time.perf_counter()
-        keys, reason_key = quality.KEYS.get(metric_id, ((), ""))
+        keys, reason_key = unigen_metrics.quality.KEYS.get(metric_id, ((), ""))
         if metric_id != "nll" and blocked is not None:
             if metric_id != "samples":
                 metrics.update({**dict.fromkeys(keys), reason_key: blocked})
@@ -74,8 +72,8 @@ def evaluate(ctx: EvalContext, c: BenchConfig, log: Callable[[str], None]) -> di
             ctx.deadline = None if soft is None else time.perf_counter() + soft
             with time_limit(None if soft is None else 3 * soft + 5, f"{metric_id} of {ctx.model.model_id}"):
                 if metric_id == "samples":  # draw and featurize once, timed on its own
-                    quality.reference(ctx)
-                    quality.generated(ctx)
+                    unigen_metrics.quality.reference(ctx)
+                    unigen_metrics.quality.generated(ctx)
                 elif metric_id == "nll" and soft is not None:  # small batches: the deadline is checked often
                     metrics.update(ctx.host.metrics[metric_id].compute(attrs.evolve(ctx, batch_size=25)))
                 else:
@@ -106,7 +104,7 @@ def prepare(spec: Any, c: BenchConfig, data: Any, tc: TrainerConfig, run_dir: Pa
             example: bool) -> Any:
     """Build the model (its default config, or its example config, which may train the small runs it
     needs in ``run_dir/example``) and write a fresh run directory for it."""
-    from unigen.api import build_model
+    from unigen import build_model
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -115,10 +113,11 @@ def prepare(spec: Any, c: BenchConfig, data: Any, tc: TrainerConfig, run_dir: Pa
         workdir = run_dir.parent / f".{spec.id}-example"
         workdir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(c.seed)
-        config = spec.model_cls.example_config(data.info, workdir)
+        config = testing.example_config(spec.model_cls, data.info, workdir, host=host)
     torch.manual_seed(c.seed)
     model = build_model(spec.id, data.info, config, overrides=model_sets(c, spec.id), host=host)
-    write_run(run_dir, run_record(model, data.info, tc, dataset=c.data, data_dir=c.data_dir, plugin=spec.plugin))
+    checkpoint.write_run(run_dir, checkpoint.run_record(model, data.info, tc, dataset=c.data, data_dir=c.data_dir,
+                                                        plugin=spec.plugin))
     return model
 
 
@@ -136,7 +135,6 @@ def _optional(entry: dict[str, Any], what: str, log: Callable[[str], None], fn: 
 
 def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch: Any, shared: dict[str, Any],
               host: Any, log: Callable[[str], None]) -> dict[str, Any]:
-    from unigen.images import save_samples
 
     entry: dict[str, Any] = {"model": spec.id, "family": spec.family, "paradigm": spec.paradigm,
                              "logprob": spec.logprob, "plugin": spec.plugin}
@@ -168,14 +166,14 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
     entry["loss_on_batch"] = _optional(entry, "loss_on_batch", log, lambda: loss_on_batch(model, batch, c.seed, host)) or {}
     model.eval()
     record = json.loads((run_dir / "run.json").read_text())
-    ctx = EvalContext(model=model, record=record, host=host, n=c.n, batch_size=min(250, max(50, c.n // 5)),
+    ctx = unigen_metrics.EvalContext(model=model, record=record, host=host, n=c.n, batch_size=min(250, max(50, c.n // 5)),
                       seed=c.seed, data_dir=c.data_dir, steps=steps, evaluator=c.evaluator, log=log,
                       cache=dict(shared))
     entry["metrics"] = evaluate(ctx, c, log)
     gen = next((v for k, v in ctx.cache.items() if isinstance(k, tuple) and k[0] == "generated"), None)
     entry["samples_per_sec"] = samples_per_sec_from_chunks(gen.chunk_seconds) if gen else None
     if gen is not None and gen.grid is not None:
-        entry["samples_png"] = save_samples(gen.grid, c.out / f"samples-{spec.id}.png").name
+        entry["samples_png"] = images.save_samples(gen.grid, c.out / f"samples-{spec.id}.png").name
     def train_rate() -> dict[str, Any]:
         with time_limit(None if c.metric_seconds is None else 3 * c.metric_seconds + 5, "training throughput"):
             return training_throughput(model, train_data, tc, steps=3, warmup=1, repeats=3, host=host)
@@ -195,11 +193,11 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
 
 # -- the whole bench ------------------------------------------------------------------------------
 def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from unigen.plugins import default_host
+    from unigen import default_host
 
     host = host or default_host()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    from unigen.data.sources import check_data_dir, dataset_spec
+    from unigen import check_data_dir, dataset_spec
 
     data_spec = dataset_spec(c.data, host)  # a registered id, or a user's folder/file (its canonical id)
     check_data_dir(data_spec, c.data_dir)
@@ -250,8 +248,8 @@ def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = No
     if rows:
         loss_chart(results["loss_comparison"], c.out / "loss-comparison.png", c.data)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    write_text_atomic(c.out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
-    write_text_atomic(c.out / "results.md", markdown(results))
+    checkpoint.write_text_atomic(c.out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    checkpoint.write_text_atomic(c.out / "results.md", markdown(results))
     log(f"bench done in {results['seconds']:.0f} s: {c.out / 'results.md'}")
     return results
 
@@ -270,8 +268,7 @@ class _Tiny(GenerativeModel):
 def warm_up(host: Any) -> None:
     """Two steps of the trainer on a throwaway model, so that the first benchmarked model does not pay
     for the lazy imports and initialisation of the optimizer and autograd (seconds on a busy CPU)."""
-    from unigen.data import Dataset
-    from unigen.model import DataInfo
+    from unigen.plugin import DataInfo, Dataset
 
     info = DataInfo(name="warm-up", shape=(1, 8, 8), kind="image")
     data = Dataset(info=info, x=torch.zeros(8, 1, 8, 8))
@@ -284,7 +281,7 @@ def _data_floor(c: BenchConfig, host: Any, shared: dict[str, Any], test: Any) ->
     ref = next((v for k, v in shared.items() if isinstance(k, tuple) and k[0] == "reference"), None)
     if ref is None or "evaluator" not in shared:
         return None
-    from unigen.metrics import scores
+    scores = unigen_metrics.scores
 
     f, p = shared["evaluator"](test.floats(slice(0, c.n)))
     return {"fid_test_vs_train": scores.fid(ref.features, f), "is_test": scores.inception_score(p)[0] if p is not None else None,

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from unigen.errors import UnigenError
+from unigen.plugin import UnigenError
 
 # --quick: ~25 models in under 10 minutes on 2 CPU cores.
 QUICK = {"data": "digits", "minutes": 0.12, "n": 500, "max_sample_steps": 50, "metric_seconds": 10.0}
@@ -89,7 +89,7 @@ def time_limit(seconds: float | None, what: str):
 
 
 def select_models(host: Any, data: str, ids: tuple[str, ...] | None) -> list[Any]:
-    from unigen.data.sources import dataset_spec
+    from unigen import dataset_spec
 
     kind = dataset_spec(data, host).kind
     if ids:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from unigen import ops
-from unigen.errors import UnsupportedOperation
+from unigen.plugin import UnsupportedOperation
 
 # --quick: ~25 models in under 10 minutes on 2 CPU cores.
 QUICK = {"data": "digits", "minutes": 0.12, "n": 500, "max_sample_steps": 50, "metric_seconds": 10.0}

@@ -9,8 +9,8 @@ from typing import Any
 
 import attrs
 
+from unigen import Callback, Trainer, TrainerConfig
 from unigen import config as cfg
-from unigen.trainer import Callback, Trainer, TrainerConfig
 
 from .config import MIN_STEPS, BenchConfig, MetricTimeout, TooSlow, time_limit
 

@@ -11,9 +11,7 @@ import torch
 from torch import nn
 
 from unigen import ops
-from unigen.data import Dataset
-from unigen.errors import UnsupportedOperation
-from unigen.model import GenerativeModel
+from unigen.plugin import Dataset, GenerativeModel, UnsupportedOperation
 
 from ..throughput import sync
 from .samplers import _dataset_for
@@ -37,7 +35,7 @@ def compile_networks(model: nn.Module) -> int:
 
 
 def _train_seconds(model: GenerativeModel, data: Dataset, ctx: "Context", steps: int) -> float:
-    from unigen.trainer import Trainer, TrainerConfig
+    from unigen import Trainer, TrainerConfig
 
     defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model.trainer_defaults.items()}
     cfg = TrainerConfig(**{**defaults, "steps": steps, "batch_size": 64, "seed": 0, "device": ctx.device.type,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from unigen import ops
-from unigen.model import DataInfo
+from unigen.plugin import DataInfo
 
 from .overhead import overhead_config
 from .timing import Context, _build, patch_zero_networks, pick_overhead_models, stats
@@ -115,9 +115,7 @@ def _probe_model(host: Any) -> str | None:
 def probe(mode: str, model_id: str, conv_id: str) -> dict[str, float]:
     """The workload of the malloc comparison, run in a fresh process: sampling a conv denoiser on
     28x28 (batch 64, 10 steps) and training a conv model on digits (batch 128)."""
-    from unigen import malloc
-    from unigen.api import load_dataset
-    from unigen.plugins import default_host
+    from unigen import default_host, load_dataset, malloc
 
     if mode == "mallopt":
         malloc.tune(force=True)
@@ -138,7 +136,7 @@ def probe(mode: str, model_id: str, conv_id: str) -> dict[str, float]:
     sample_s = statistics.median(draw() for _ in range(3))
     digits = load_dataset("digits", host=host)
     conv = _build(conv_id, digits.info, host, ctx_dev)
-    from unigen.trainer import Trainer
+    from unigen import Trainer
 
     cfg = overhead_config(conv, 128, 30, "cpu")
     Trainer(conv, digits, cfg, quiet=True, host=host).fit()

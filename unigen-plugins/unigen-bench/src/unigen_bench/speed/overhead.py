@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from unigen.data import Batch, Dataset
-from unigen.model import GenerativeModel
+import unigen
+from unigen.plugin import Batch, Dataset, GenerativeModel
 
 from ..throughput import sync
 from .timing import (
@@ -32,8 +32,6 @@ class BareLoop:
     shuffled batches (a permutation per epoch from the same seed), zero_grad, loss, backward, step."""
 
     def __init__(self, model: GenerativeModel, data: Dataset, config: Any) -> None:
-        from unigen.trainer import OPTIMIZERS
-
         (self.group, params), = model.parameter_groups().items()
         settings = {"optimizer": config.optimizer, "lr": config.lr, "betas": config.betas,
                     "weight_decay": config.weight_decay}
@@ -41,7 +39,7 @@ class BareLoop:
         name = settings.pop("optimizer")
         if name not in ("adam", "adamw"):
             settings.pop("betas")
-        self.make_optimizer = lambda: OPTIMIZERS[name](params, **settings)  # noqa: E731
+        self.make_optimizer = lambda: unigen.trainer.OPTIMIZERS[name](params, **settings)  # noqa: E731
         self.model, self.config = model, config
         device = torch.device(config.device)
         self.device = device
@@ -75,7 +73,7 @@ class BareLoop:
 def overhead_config(model: GenerativeModel, batch_size: int, steps: int, device: str) -> Any:
     """The trainer's plain path with the model's preferred optimizer settings (no EMA, clipping or
     schedule, which a bare loop would not have either)."""
-    from unigen.trainer import TrainerConfig
+    from unigen import TrainerConfig
 
     keep = ("lr", "betas", "optimizer", "weight_decay")
     defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model.trainer_defaults.items() if k in keep}
@@ -85,7 +83,7 @@ def overhead_config(model: GenerativeModel, batch_size: int, steps: int, device:
 
 def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, steps: int, repeats: int,
                     host: Any, device: str = "cpu") -> dict[str, Any]:
-    from unigen.trainer import Trainer
+    from unigen import Trainer
 
     config = overhead_config(model, batch_size, steps, device)
     bare = BareLoop(model, data, config)
@@ -119,7 +117,7 @@ def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, step
 
 
 def section_trainer_overhead(ctx: "Context") -> dict[str, Any]:
-    from unigen.api import load_dataset
+    from unigen import load_dataset
 
     model_id = pick_overhead_models(ctx.host, ctx.overhead_model)
     if model_id is None:

@@ -12,9 +12,7 @@ import torch
 from torch import Tensor
 
 from unigen import ops
-from unigen.data import Dataset
-from unigen.errors import UnsupportedOperation
-from unigen.model import DataInfo, GenerativeModel
+from unigen.plugin import DataInfo, Dataset, GenerativeModel, UnsupportedOperation
 
 from ..throughput import sync
 from .timing import SAMPLER_SHAPE, Context, _build, _error, patch_zero_networks, stats, step_cost

@@ -18,8 +18,7 @@ from .timing import Context, _build, _error, linear_fit, pick_overhead_models
 
 # -- section: scaling -------------------------------------------------------------------------------------
 def section_scaling(ctx: "Context") -> dict[str, Any]:
-    from unigen.api import load_dataset
-    from unigen.trainer import Trainer
+    from unigen import Trainer, load_dataset
 
     out: dict[str, Any] = {}
     conv_id = pick_overhead_models(ctx.host, ctx.overhead_model)

@@ -13,8 +13,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from unigen.data import Dataset
-from unigen.model import DataInfo, GenerativeModel
+from unigen.plugin import DataInfo, Dataset, GenerativeModel
 
 SECTIONS = ("trainer_overhead", "samplers", "samples_per_sec", "compile", "memory", "malloc", "scaling")
 SAMPLER_SHAPE = (256, 1, 28, 28)
@@ -75,7 +74,7 @@ def vector_view(data: Dataset) -> Dataset:
 def _build(model_id: str, info: DataInfo, host: Any, device: torch.device, workdir: Path | None = None) -> GenerativeModel:
     """The model's default config; a model whose default config cannot be built (it needs another
     trained run) falls back to its ``example_config`` when ``workdir`` is given."""
-    from unigen.api import build_model
+    from unigen import build_model, testing
 
     try:
         model = build_model(model_id, info, host=host)
@@ -83,7 +82,7 @@ def _build(model_id: str, info: DataInfo, host: Any, device: torch.device, workd
         if workdir is None:
             raise
         spec = host.models[model_id]
-        config = spec.model_cls.example_config(info, workdir)
+        config = testing.example_config(spec.model_cls, info, workdir, host=host)
         model = build_model(model_id, info, config, host=host)
     return model.to(device)
 
