@@ -42,6 +42,8 @@ def unigen_register_datasets(register):
     # Text-image pairs: each image with the caption of its class, tokenized (unigen.data.text).
     register(DatasetSpec(id="digits-captions", load=text.captioned(digits.load, "digits-captions"), kind="text-image", reads_files=False,
                          description="digits paired with captions such as 'a handwritten digit three'"))
+    register(DatasetSpec(id="shapes-captions", load=text.captioned(shapes.loader(32), "shapes-captions"),
+                         kind="text-image", description="shapes paired with captions such as 'a coloured circle'"))
     for name in ("fashion-mnist", "mnist"):
         register(DatasetSpec(id=f"{name}-captions", load=text.captioned(idx.loader(name), f"{name}-captions"),
                              kind="text-image", description=f"{name} paired with captions of its labels"))

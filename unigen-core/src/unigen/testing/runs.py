@@ -31,6 +31,6 @@ def example_config(model_cls: type, data: DataInfo, workdir: Any, *, host: Host 
                               f"provides" + (f": pip install {hint}" if hint else ""))
         spec = host.models[model_id]
         needed = example_config(spec.model_cls, data, workdir / f".{field}", host=host, steps=steps)
-        dataset = "digits" if data.is_image else "moons"
+        dataset = data.name if data.name in host.datasets else ("digits" if data.is_image else "moons")
         quick_train(model_id, dataset, steps=steps, batch_size=16, config=needed, run_dir=run)  # writes run.json
     return model_cls.example_config(data, workdir)
