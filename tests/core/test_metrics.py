@@ -75,6 +75,22 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
     assert abs(same) < max(3 * same_std, 1e-3) and shifted > 20 * abs(same) and shifted > 0
 
 
+def test_kid_std_is_the_population_std_of_the_subset_estimates():
+    """torchmetrics and torch-fidelity report the population std (divisor n) of the subset MMD^2s."""
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(40, 5, generator=g), torch.randn(30, 5, generator=g) + 0.2
+    mean, std = scores.kid(a, b, subsets=6, subset_size=10, seed=7)
+    sub = torch.Generator().manual_seed(7)  # the same subsets kid draws
+    values = []
+    for _ in range(6):
+        i = torch.randperm(40, generator=sub)[:10]
+        j = torch.randperm(30, generator=sub)[:10]
+        values.append(scores.mmd2_unbiased(a[i].double(), b[j].double()))
+    mu = sum(values) / 6
+    assert mean == pytest.approx(mu, rel=1e-12)
+    assert std == pytest.approx(math.sqrt(sum((v - mu) ** 2 for v in values) / 6), rel=1e-12)
+
+
 def test_inception_score_bounds():
     k = 10
     confident_uniform = torch.eye(k).repeat(20, 1)  # each class equally often, fully confident

@@ -13,7 +13,8 @@ which is stable where scipy's general ``sqrtm`` returns complex noise for near-s
 
 KID (Binkowski et al. 2018): the unbiased estimator of the squared MMD with the cubic polynomial
 kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets; zero in expectation when both sets
-come from the same distribution (so an estimate can be slightly negative).
+come from the same distribution (so an estimate can be slightly negative). The reported std is the
+population std (divisor n) of the subset estimates, as torchmetrics and torch-fidelity report it.
 
 Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))), over ``splits`` disjoint parts;
 between 1 and the number of classes.
@@ -77,7 +78,11 @@ def mmd2_unbiased(x: Tensor, y: Tensor) -> float:
 
 
 def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """KID: mean and standard deviation of the unbiased MMD^2 over ``subsets`` random subsets."""
+    """KID: mean and population standard deviation of the unbiased MMD^2 over ``subsets`` random subsets.
+
+    The std divides by n (not n - 1), as torchmetrics' and torch-fidelity's KID do, so the figures
+    compare with theirs.
+    """
     real, fake = real.double(), fake.double()
     size = min(subset_size, real.shape[0], fake.shape[0])
     if size < 2:
@@ -89,7 +94,7 @@ def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000,
         j = torch.randperm(fake.shape[0], generator=g)[:size]
         values.append(mmd2_unbiased(real[i], fake[j]))
     t = torch.tensor(values, dtype=torch.float64)
-    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+    return float(t.mean()), float(t.std(correction=0))
 
 
 def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
