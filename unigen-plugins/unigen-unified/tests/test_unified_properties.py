@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import unigen
+from unigen import broadcast_t
 from unigen.metrics.mmd import mmd2
 from unigen_unified import Interpolant, get_schedule, register_schedule, schedule_names
 from unigen_unified.data import with_outliers
@@ -64,6 +65,38 @@ def test_linear_target_is_flow_matchings(t, seed):
     x0, x1, eps = _pair(seed)
     it, dit = get_schedule("linear").interpolate(x0, x1, eps, torch.full((6,), t, dtype=torch.float64))
     assert torch.allclose(dit, x1 - x0) and torch.allclose(it, (1 - t) * x0 + t * x1)
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@given(a=st.floats(0.01, 3.0), seed=st.integers(0, 2**16))
+def test_denoiser_target_is_finite_at_both_ends_of_time(name, a, seed):
+    """g_t / sigma_t is 0/0 where beta_t = gamma_t = 0 (t = 0); its limit is finite (torch.rand returns 0)."""
+    sched = get_schedule(name, a)
+    x0, x1, eps = _pair(seed)
+    for t_val in (0.0, sched.t_min, 1.0):
+        t = torch.full((x0.shape[0],), t_val, dtype=torch.float64)
+        cb, cg = (broadcast_t(c, x0) for c in sched.noise_direction(t))
+        z = cb * x1 + cg * eps
+        assert torch.isfinite(z).all() and torch.allclose(cb * cb + cg * cg, torch.ones_like(cb)), (name, t_val)
+        if t_val > 0:  # where sigma_t > 0 it is the plain quotient
+            _, b, g, *_ = (broadcast_t(c, x0) for c in sched.coefficients(t))
+            assert torch.allclose(z, (b * x1 + g * eps) / (b * b + g * g).sqrt())
+    t0 = torch.zeros(x0.shape[0], dtype=torch.float64)
+    cb, cg = sched.noise_direction(t0)
+    near = sched.noise_direction(torch.full_like(t0, 1e-9))  # the value at 0 is the limit t -> 0+
+    assert torch.allclose(cb, near[0], atol=1e-3) and torch.allclose(cg, near[1], atol=1e-3), name
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_model_loss_is_finite_when_t_is_exactly_an_end(name, monkeypatch):
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("stochastic-interpolant", data.info, {"schedule": name, "gamma": 1.0, "hidden": 8,
+                                                                     "depth": 1})
+    batch = data.batch(slice(0, 8))
+    for t_val in (model.interpolant.t_min, 1.0):
+        monkeypatch.setattr(model, "sample_times", lambda n, device, dtype, t_val=t_val: torch.full(
+            (n,), t_val, device=device, dtype=dtype))
+        assert torch.isfinite(model.loss(batch)), (name, t_val)
 
 
 def test_linear_model_loss_is_flow_matching_loss():

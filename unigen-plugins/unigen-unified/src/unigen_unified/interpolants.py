@@ -94,6 +94,27 @@ class Interpolant(ABC):
         a, b, g, da, db, dg = (broadcast_t(c, x0) for c in self.coefficients(t))
         return a * x0 + b * x1 + g * eps, da * x0 + db * x1 + dg * eps
 
+    def noise_direction(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(beta_t, gamma_t) / sigma_t, so that g_t / sigma_t = c_b x_1 + c_g eps; each (B,).
+
+        At t=0 both beta and gamma vanish and the quotient is 0/0; its limit t -> 0+ is the
+        direction of the first derivatives (beta'_0, gamma'_0) (l'Hopital), taken as (1, 0) when
+        beta'_0 is infinite (the VP path, beta ~ sqrt(t)). ``torch.rand`` returns exactly 0 about
+        once in 3e7 draws, so the limit matters in long runs.
+        """
+        td = t.double()
+        b, g, db, dg = self.beta(td), self.gamma(td), self.dbeta(td), self.dgamma(td)
+        inf_b, inf_g = db.isinf(), dg.isinf()
+        either = inf_b | inf_g
+        # an infinite derivative dominates the finite one: its component of the direction is +-1
+        db = torch.where(either, inf_b.double() * db.sign(), db)
+        dg = torch.where(either, inf_g.double() * dg.sign(), dg)
+        sigma = torch.hypot(b, g)
+        at_zero = sigma == 0
+        num_b, num_g = torch.where(at_zero, db, b), torch.where(at_zero, dg, g)
+        norm = torch.hypot(num_b, num_g)
+        return (num_b / norm).to(t.dtype), (num_g / norm).to(t.dtype)
+
     def noise_std(self, t: Tensor) -> Tensor:
         """sigma_t = sqrt(beta_t^2 + gamma_t^2): the std of the Gaussian part beta_t x_1 + gamma_t eps."""
         _, b, g, *_ = self.coefficients(t)

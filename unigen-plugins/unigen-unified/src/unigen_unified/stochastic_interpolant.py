@@ -103,8 +103,8 @@ class StochasticInterpolant(GenerativeModel):
         it, dit = self.interpolant.interpolate(x0, x1, eps, t)
         out = {"x1": x1, "eps": eps, "it": it, "dit": dit}
         if self.with_score:
-            _, b, g, *_ = (broadcast_t(c, x0) for c in self.interpolant.coefficients(t))
-            out["z"] = (b * x1 + g * eps) / (b * b + g * g).sqrt()
+            cb, cg = (broadcast_t(c, x0) for c in self.interpolant.noise_direction(t))
+            out["z"] = cb * x1 + cg * eps  # (b x1 + g eps) / sigma, its limit where sigma = 0
         return out
 
     def sample_times(self, n: int, device: Any, dtype: torch.dtype) -> Tensor:
