@@ -15,6 +15,7 @@ from unigen_vae.quantized import FSQ, FSQConfig, nearest_code
 from unigen_vae.vae import gaussian_kl
 
 DIGITS = unigen.DataInfo(name="digits", shape=(1, 8, 8), kind="image", levels=17, num_classes=10)
+MOONS = unigen.DataInfo(name="moons", shape=(2,), kind="vector")
 floats = st.floats(-2.0, 2.0, allow_nan=False)
 
 
@@ -78,6 +79,24 @@ def test_fsq_code_indices_are_a_bijection_onto_the_grid(levels):
     codes = fsq.indices_to_codes(idx)
     assert torch.equal(fsq.codes_to_indices(codes), idx)
     assert len({tuple(c.tolist()) for c in codes}) == fsq.codebook_size
+
+
+@given(levels=st.lists(st.integers(2, 9), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_fsq_prior_gives_no_mass_to_digits_a_dimension_cannot_take(levels, seed):
+    """The prior table is (P, d, max L); digit k of dimension i exists only for k < L_i."""
+    fsq = FSQ(FSQConfig(levels=tuple(levels), width=4, hidden=8, n_latents=2), MOONS)
+    digit = torch.arange(max(levels))
+    invalid = digit[None, :] >= torch.tensor(levels)[:, None]  # (d, max L)
+    assert (fsq.prior[:, invalid] == 0).all()
+    assert torch.allclose(fsq.prior.sum(-1), torch.ones(()))
+    assert torch.allclose(fsq.prior[:, ~invalid], 1 / fsq.levels_t[:, None].expand(-1, max(levels))[~invalid].float())
+    # sampling masks too, even with a prior table that covers every digit (e.g. an older checkpoint)
+    fsq.prior.fill_(1.0 / max(levels))
+    torch.manual_seed(seed)
+    values = fsq.sample_values(200)  # (200, P, d)
+    assert (values < fsq.levels_t).all() and (values >= 0).all()
+    grid = fsq.from_values(values)
+    assert torch.equal(fsq.indices_to_codes(fsq.codes_to_indices(grid)), grid)  # decoded latents are on the grid
 
 
 def test_fsq_straight_through_gradient_reaches_the_encoder():

@@ -6,6 +6,8 @@ differ only in ``quantize`` and in how a code is indexed, so they share one base
 
 The prior over codes is factorized: an independent categorical per position (for FSQ, per position
 and per dimension), estimated as an exponential moving average of the training codes' frequencies.
+For FSQ the table is max(L) wide, and digit k of dimension i has zero mass when k >= L_i, at
+initialisation and when sampling (such a digit would decode off the grid).
 With the deterministic posterior q(k|x) = 1[k = k(x)] the ELBO is
 
     log p(x) >= log p(x | z_q(x)) + sum_p log pi_p(k_p(x)),
@@ -114,8 +116,10 @@ class QuantizedAutoencoder(GenerativeModel, metaclass=ABCMeta):
         self.decoder = GridDecoder(data, self.code_dim, config.width, config.n_latents, config.hidden)
         with torch.no_grad():
             p = self.encoder(torch.zeros(1, *data.shape)).shape[1]
-        nvar, nval = self.prior_shape
-        self.register_buffer("prior", torch.full((p, nvar, nval), 1.0 / nval))
+        support = self.prior_support()  # (nvar, nval) bool
+        self.register_buffer("prior_mask", support, persistent=False)
+        # uniform over each variable's possible values, zero elsewhere
+        self.register_buffer("prior", (support / support.sum(-1, keepdim=True)).expand(p, -1, -1).clone())
         self._last_values: Tensor | None = None
 
     # subclass interface
@@ -130,6 +134,10 @@ class QuantizedAutoencoder(GenerativeModel, metaclass=ABCMeta):
     @abstractmethod
     def from_values(self, values: Tensor) -> Tensor:
         """Categorical values (B, P, nvar) -> z_q (B, P, d)."""
+
+    def prior_support(self) -> Tensor:
+        """(nvar, nval) bool: which values each categorical variable can take (all, by default)."""
+        return torch.ones(self.prior_shape, dtype=torch.bool)
 
     # shared mechanics
     def log_prior(self, values: Tensor) -> Tensor:
@@ -163,15 +171,19 @@ class QuantizedAutoencoder(GenerativeModel, metaclass=ABCMeta):
         if self._last_values is None:
             return
         nval = self.prior.shape[-1]
-        freq = F.one_hot(self._last_values, nval).float().mean(0)  # (P, nvar, nval)
+        freq = F.one_hot(self._last_values, nval).to(self.prior.dtype).mean(0)  # (P, nvar, nval)
         self.prior.mul_(PRIOR_DECAY).add_(freq, alpha=1 - PRIOR_DECAY)
         self._last_values = None
 
-    def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
+    def sample_values(self, num_samples: int) -> Tensor:
+        """Categorical values (num_samples, P, nvar) drawn from the prior, only where it has support."""
         p, nvar, nval = self.prior.shape
-        probs = self.prior.clamp_min(1e-6).reshape(p * nvar, nval)
-        values = torch.multinomial(probs, num_samples, replacement=True).T.reshape(num_samples, p, nvar)
-        return self.reverse(self.from_values(values))
+        probs = self.prior.clamp_min(1e-6) * self.prior_mask  # (P, nvar, nval); impossible values get 0
+        values = torch.multinomial(probs.reshape(p * nvar, nval), num_samples, replacement=True)
+        return values.T.reshape(num_samples, p, nvar)
+
+    def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
+        return self.reverse(self.from_values(self.sample_values(num_samples)))
 
     def logprob(self, x: Tensor) -> Tensor:
         rec, codes, _ = self._reconstruction(x)
@@ -310,6 +322,11 @@ class FSQ(QuantizedAutoencoder):
         basis = torch.cumprod(torch.tensor([1] + list(config.levels[:-1])), 0)
         self.register_buffer("basis", basis, persistent=False)
 
+    def prior_support(self) -> Tensor:
+        """Digit k of dimension i exists only for k < L_i: the prior table is (d, max L) wide."""
+        levels = torch.tensor(self.config.levels)
+        return torch.arange(max(self.config.levels))[None, :] < levels[:, None]  # (d, max L)
+
     @property
     def codebook_size(self) -> int:
         n = 1
@@ -338,7 +355,7 @@ class FSQ(QuantizedAutoencoder):
         return (z_q * self.half_width + self.half_width).round().long()
 
     def _from_digits(self, digits: Tensor) -> Tensor:
-        return (digits.float() - self.half_width) / self.half_width
+        return (digits.to(self.half_width.dtype) - self.half_width) / self.half_width
 
     def code_values(self, codes: Tensor) -> Tensor:
         return (codes.unsqueeze(-1) // self.basis) % self.levels_t  # (B, P, d) digits
