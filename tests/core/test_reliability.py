@@ -225,3 +225,90 @@ def test_resume_drops_the_metrics_logged_after_its_checkpoint(capsys, tmp_path):
     assert code == 0, err
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+# -- 6. user mistakes: one line, exit 2, before any work, nothing written -----------------------------------
+BIG = "100000000000000000000"
+MISTAKES = {
+    "sample-batch-0": ["sample", "{run}", "--n", "4", "--batch-size", "0"],
+    "sample-batch-neg": ["sample", "{run}", "--n", "4", "--batch-size", "-1"],
+    "sample-steps-0": ["sample", "{run}", "--n", "4", "--steps", "0"],
+    "sample-missing-folder": ["sample", "{run}", "--n", "4", "--out", "{tmp}/missing/s.png"],
+    "sample-onto-directory": ["sample", "{run}", "--n", "4", "--out", "{tmp}/adir.png"],
+    "sample-bad-suffix": ["sample", "{run}", "--n", "4", "--out", "{tmp}/s.txt"],
+    "sample-seed-huge": ["sample", "{run}", "--n", "4", "--seed", BIG, "--out", "{tmp}/s.npy"],
+    "sample-cuda": ["sample", "{run}", "--n", "4", "--device", "cuda", "--out", "{tmp}/s.npy"],
+    "eval-seed-huge": ["eval", "{run}", "--n", "4", "--seed", "-" + BIG],
+    "eval-cuda": ["eval", "{run}", "--n", "4", "--device", "cuda"],
+    "eval-n-0": ["eval", "{run}", "--n", "0"],
+    "train-out-file": ["train", "vae", "--steps", "1", "--out", "{tmp}/afile"],
+    "train-out-devnull": ["train", "vae", "--steps", "1", "--out", "/dev/null"],
+    "train-out-under-file": ["train", "vae", "--steps", "1", "--out", "{tmp}/afile/sub"],
+    "train-out-uncreatable": ["train", "vae", "--steps", "1", "--out", "/proc/no/such/run"],
+    "train-seed-huge": ["train", "vae", "--steps", "1", "--out", "{tmp}/r", "--seed", BIG],
+    "train-cuda": ["train", "vae", "--steps", "1", "--out", "{tmp}/r", "--device", "cuda"],
+    "train-huge-model": ["train", "vae", "--steps", "1", "--out", "{tmp}/r", "--set", "z_dim=1000000000"],
+    "train-config-binary": ["train", "vae", "--steps", "1", "--out", "{tmp}/r", "--config", "{tmp}/bad.toml"],
+    "train-config-directory": ["train", "vae", "--steps", "1", "--out", "{tmp}/r", "--config", "{tmp}/adir.png"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_user_mistakes_are_one_line_exit_2_and_write_nothing(capsys, tmp_path, trained, name):
+    if "cuda" in name and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.png").mkdir()
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe[model]\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(run=trained, tmp=tmp_path) for a in MISTAKES[name]]
+    one_line(*run_cli(capsys, *argv)[::2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# -- run.json is validated when read: one line per problem --------------------------------------------------
+@pytest.mark.parametrize("change, problem", [
+    ({"model": 3}, "'model'"),
+    ({"data": {"shape": "1,8,8"}}, "'data.shape'"),
+    ({"data": {"levels": 0}}, "'data.levels'"),
+    ({"data": {"levels": 1}}, "'data.levels'"),
+    ({"data": {"levels": "17"}}, "'data.levels'"),
+    ({"model_config": None}, "'model_config'"),
+    ({"dataset": None}, "'dataset'"),
+])
+def test_a_malformed_run_json_is_one_line_per_problem(capsys, tmp_path, trained, change, problem):
+    run = copy_run(trained, tmp_path)
+    record = json.loads((run / "run.json").read_text())
+    for key, value in change.items():
+        if isinstance(value, dict):
+            record[key].update(value)
+        else:
+            record[key] = value
+    (run / "run.json").write_text(json.dumps(record))
+    for argv in (["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.npy")], ["eval", str(run), "--n", "4"],
+                 ["train", "vae", *TINY, "--out", str(run), "--steps", "6", "--resume"]):
+        line = one_line(*run_cli(capsys, *argv)[::2])
+        assert problem in line and "run.json" in line
+
+
+def test_every_problem_of_run_json_is_its_own_line(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    record = json.loads((run / "run.json").read_text())
+    del record["model"]
+    record["data"]["shape"] = [1, -8, 8]
+    (run / "run.json").write_text(json.dumps(record))
+    code, _, err = run_cli(capsys, "eval", str(run), "--n", "4")
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "'model'" in lines[0] and "'data.shape'" in lines[1], err
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", None])
+def test_run_json_that_is_binary_or_a_directory_is_one_line(capsys, tmp_path, trained, content):
+    run = copy_run(trained, tmp_path)
+    (run / "run.json").unlink()
+    if content is None:
+        (run / "run.json").mkdir()
+    else:
+        (run / "run.json").write_bytes(content)
+    one_line(*run_cli(capsys, "eval", str(run), "--n", "4")[::2])

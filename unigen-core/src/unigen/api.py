@@ -56,7 +56,11 @@ def build_model(
         raise ConfigError(f"{model_id} expects a {spec.model_cls.Config.__qualname__}, got {type(config).__qualname__}")
     if overrides:
         config = cfg.apply_overrides({"model": config}, overrides)["model"]
-    model = spec.model_cls.from_config(config, info)
+    try:
+        model = spec.model_cls.from_config(config, info)
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. z_dim=10**9: more memory than there is
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot build {model_id} with this config: {first}") from None
     model.model_id = spec.id
     return model
 

@@ -25,6 +25,7 @@ import pickle
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -263,13 +264,76 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"run directory not found: {run_dir}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir} is not a unigen run directory (no {RUN_FILE})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    problems = run_record_problems(record)
+    if problems:
+        raise CheckpointError("\n".join(f"{path}: {p}" for p in problems))
+    return record
+
+
+def _integer(lo: int, hi: int | None = None) -> Callable[[Any], bool]:
+    return lambda x: type(x) is int and x >= lo and (hi is None or x <= hi)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: x is None or check(x)
+
+
+def _is(*types: type) -> Callable[[Any], bool]:
+    return lambda x: type(x) in types
+
+
+# key -> (check, what it must be); keys marked required must be present. The configs inside are
+# checked by their attrs classes when built (unigen.config.from_dict), the data info here.
+_RUN_SCHEMA: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "model": (True, _is(str), "a string (a model id)"),
+    "dataset": (True, _is(str), "a string (a dataset id)"),
+    "model_config": (True, _is(dict), "an object (the model's config)"),
+    "trainer": (True, _is(dict), "an object (the trainer's config)"),
+    "data": (True, _is(dict), "an object (the data's shape and kind)"),
+    "data_dir": (False, _optional(_is(str)), "a string or null"),
+    "format": (False, _integer(1), "an integer >= 1"),
+    "plugin": (False, _is(str), "a string"),
+    "family": (False, _is(str), "a string"),
+}
+_DATA_SCHEMA: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "name": (True, _is(str), "a string"),
+    "shape": (True, lambda x: type(x) is list and 1 <= len(x) <= 4 and all(_integer(1, 2**20)(d) for d in x),
+              "a list of 1 to 4 positive integers"),
+    "kind": (False, _is(str), "a string"),
+    "levels": (False, _optional(_integer(2, 2**16)), "an integer in [2, 65536] or null"),
+    "num_classes": (False, _optional(_integer(1)), "a positive integer or null"),
+    "vocab_size": (False, _optional(_integer(1)), "a positive integer or null"),
+    "text_len": (False, _optional(_integer(1)), "a positive integer or null"),
+}
+
+
+def run_record_problems(record: Any) -> list[str]:
+    """What is wrong with a run record read from ``run.json`` (types and ranges), one string each."""
+    if not isinstance(record, dict):
+        return [f"must hold a JSON object, not {type(record).__name__}"]
+    problems = _check_table(record, _RUN_SCHEMA, "")
+    if isinstance(record.get("data"), dict):
+        problems += _check_table(record["data"], _DATA_SCHEMA, "data.")
+    return problems
+
+
+def _check_table(values: dict[str, Any], schema: dict[str, tuple[bool, Callable[[Any], bool], str]],
+                 prefix: str) -> list[str]:
+    problems = []
+    for key, (required, check, what) in schema.items():
+        if key not in values:
+            if required:
+                problems.append(f"{prefix + key!r} is missing")
+        elif not check(values[key]):
+            problems.append(f"{prefix + key!r} must be {what}, got {json.dumps(values[key])[:40]}")
+    return problems
 
 
 def run_record(

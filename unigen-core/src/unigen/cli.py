@@ -37,6 +37,38 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
 
 
+# -- checks done before any work (a model is never built for a command that will fail) -------------------
+SEED_RANGE = (-(2**63), 2**64)  # what torch.manual_seed accepts
+
+
+def _check_positive(args: argparse.Namespace, *flags: str) -> None:
+    for flag in flags:
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UnigenError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and not SEED_RANGE[0] <= seed < SEED_RANGE[1]:
+        raise UnigenError(f"--seed must be an integer in [-2**63, 2**64), got {seed}")
+
+
+def _check_device(device: str | None) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UnigenError("--device cuda was asked for but CUDA is not available")
+
+
+def _check_output_file(out: Path, suffixes: Sequence[str]) -> None:
+    if out.suffix not in suffixes:
+        raise UnigenError(f"--out {out}: write FILE{' or FILE'.join(suffixes)}")
+    if out.is_dir():
+        raise UnigenError(f"--out {out} is a directory; give a file name")
+    if not out.parent.is_dir():
+        raise UnigenError(f"--out {out}: folder {out.parent} does not exist")
+
+
 # -- listings ---------------------------------------------------------------------------------------
 def _cmd_plugins(args: argparse.Namespace) -> int:
     host = _host()
@@ -173,12 +205,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .images import save_samples
     from .sampling import sample_chunked
 
-    if args.n <= 0:
-        raise UnigenError(f"--n must be positive, got {args.n}")
+    _check_positive(args, "n", "batch_size", "steps")
+    _check_seed(args.seed)
+    _check_device(args.device)
+    out = Path(args.out or Path(args.run_dir) / "samples.png")
+    _check_output_file(out, (".png", ".npy"))
     sets = list(args.sets) + ([f"prompt={args.prompt}"] if args.prompt is not None else [])
     run = load_run(args.run_dir, ema=False if args.no_ema else None, device=args.device, overrides=sets, host=_host())
     torch.manual_seed(args.seed)
-    out = Path(args.out or Path(args.run_dir) / "samples.png")
     x = sample_chunked(run.model, args.n, args.steps, args.batch_size, host=_host(),
                        out=out if out.suffix == ".npy" else None)
     if out.suffix != ".npy":
@@ -206,6 +240,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .api import load_run
 
+    _check_positive(args, "n", "sample_steps")
+    _check_seed(args.seed)
+    _check_device(args.device)
     host = _host()
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     for m in names or ():
@@ -306,6 +343,13 @@ def _not_installed(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str 
     return f"'unigen {command}' comes with {dist}, which is not installed: pip install {dist}" if dist else None
 
 
+def _error(exc: UnigenError) -> int:
+    """Print a user's error, one line per line of its message (run.json problems), and its exit code."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"unigen: error: {line}", file=sys.stderr)
+    return exc.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .malloc import tune
 
@@ -319,15 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hint:
             raise UnigenError(hint)
     except UnigenError as exc:
-        print(f"unigen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _error(exc)
     args = parser.parse_args(argv)
     tune()  # keep freed tensor memory in the process (unigen.malloc; UNIGEN_MALLOC=system: off)
     try:
         return args.run(args)
     except UnigenError as exc:
-        print(f"unigen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _error(exc)
     except KeyboardInterrupt:
         print("unigen: interrupted", file=sys.stderr)
         return 130

@@ -168,8 +168,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from None
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
 
 
 def to_toml(values: Mapping[str, Any]) -> str:

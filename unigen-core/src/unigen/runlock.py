@@ -24,6 +24,18 @@ class RunLocked(UnigenError):
     """Another process is training into the same run directory."""
 
 
+def check_run_dir_target(out: Path) -> None:
+    """A run directory ``out`` can be used: a directory, or a path whose nearest existing parent is a
+    writable directory (checked before any work, so a mistake costs no training)."""
+    if out.exists() and not out.is_dir():
+        raise UnigenError(f"--out {out} exists and is not a directory")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UnigenError(f"--out {out} cannot be created: {parent} is not a writable directory")
+
+
 def _holder(text: str) -> tuple[int | None, str]:
     pid, _, host = text.strip().partition("@")
     return (int(pid) if pid.isdigit() else None), host
@@ -40,9 +52,12 @@ class RunLock:
     def acquire(self) -> "RunLock":
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UnigenError(f"cannot create the run directory {self.path.parent}: {exc.strerror or exc}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

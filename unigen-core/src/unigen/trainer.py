@@ -88,7 +88,7 @@ class TrainerConfig:
     keep_checkpoints: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(1)])
     # Losses are read from the device once per log_every steps (one host sync), not every step.
     log_every: int = attrs.field(default=50, validator=[v.instance_of(int), v.gt(0)])
-    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    seed: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(-(2**63)), v.lt(2**64)])  # torch's range
     device: str = attrs.field(default="cpu", validator=v.in_(("cpu", "cuda")))
     # Random horizontal flips of training images (standard for natural images; not for digits or text).
     flip: bool = attrs.field(default=False, validator=v.instance_of(bool))

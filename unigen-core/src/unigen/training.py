@@ -60,7 +60,7 @@ def train(
     from .checkpoint import clean_stale
     from .data.sources import check_data_dir, dataset_spec
     from .distributed import DistributedContext
-    from .runlock import RunLock
+    from .runlock import RunLock, check_run_dir_target
 
     host = host or default_host()
     spec = host.models[model]
@@ -68,6 +68,7 @@ def train(
     check_data_dir(data_spec, data_dir)  # unknown ids and bad files fail here, before anything is written
     name = data_spec.id if data_spec.id in host.datasets else data_spec.load("train").info.name
     out = Path(out or f"runs/{model}-{name}")
+    check_run_dir_target(out)
     items = _settings(config, sets, settings)
     if resume and (out / "run.json").exists():
         record = read_run(out)
@@ -83,6 +84,8 @@ def train(
         if (out / "run.json").exists():
             raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         model_cfg, given = _split(spec, items, spec.model_cls.Config(), {})
+    if given.get("device") == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but CUDA is not available")
     dist = DistributedContext.from_env(given.get("device", "cpu"))
     train_set = data_spec.load("train", data_dir)
     train_set.check_finite()
