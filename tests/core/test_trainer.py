@@ -110,6 +110,94 @@ def test_ema_weights_follow_the_ema_rule(tmp_path):
             assert torch.allclose(e, expected[k], atol=1e-6), k
 
 
+class ScaleByStd(unigen.GenerativeModel):
+    """Like LDM: a buffer set from the first training batch (Rombach et al.'s scale_by_std)."""
+
+    family = "test"
+    Config = TwoCfg
+
+    def __init__(self, config, data):
+        super().__init__(config, data)
+        self.net = nn.Linear(2, 2)
+        self.register_buffer("latent_scale", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def loss(self, batch, group=None):
+        if self.latent_scale == 0:
+            self.latent_scale.fill_(float(batch.x.std()) + 2.0)
+        self.seen += 1
+        return (self.net(batch.x / self.latent_scale) - batch.x).pow(2).mean()
+
+
+class WithBatchNorm(ScaleByStd):
+    def __init__(self, config, data):
+        super().__init__(config, data)
+        self.norm = nn.BatchNorm1d(2)
+
+    def loss(self, batch, group=None):
+        return super().loss(batch, group) + self.norm(batch.x + 3).pow(2).mean()
+
+
+def test_ema_averages_parameters_and_copies_buffers():
+    torch.manual_seed(0)
+    model = ScaleByStd(TwoCfg(), VEC)
+    trainer = Trainer(model, _data(), TrainerConfig(steps=20, batch_size=32, ema_decay=0.995), quiet=True)
+    trainer.fit()
+    ema = dict(zip(model.state_dict(), trainer.ema))
+    assert float(model.latent_scale) > 2 and torch.equal(ema["latent_scale"], model.latent_scale)
+    assert torch.equal(ema["seen"], model.seen)
+    assert not torch.equal(ema["net.weight"], model.net.weight)  # parameters are still averaged
+
+
+def test_a_model_can_mark_buffers_to_average_and_batchnorm_statistics_are():
+    torch.manual_seed(0)
+    model = WithBatchNorm(TwoCfg(), VEC)
+    assert model.ema_buffers() == {"norm.running_mean", "norm.running_var"}
+    decay = 0.9
+    trainer = Trainer(model, _data(), TrainerConfig(steps=1, batch_size=32, ema_decay=decay), quiet=True)
+    before = model.norm.running_mean.clone()
+    trainer.fit()
+    ema = dict(zip(model.state_dict(), trainer.ema))
+    want = decay * before + (1 - decay) * model.norm.running_mean
+    assert torch.allclose(ema["norm.running_mean"], want) and not torch.equal(want, model.norm.running_mean)
+    assert torch.equal(ema["latent_scale"], model.latent_scale)  # not marked: copied
+    assert torch.equal(ema["norm.num_batches_tracked"], model.norm.num_batches_tracked)
+
+
+def test_the_trainer_uses_only_public_torch_api():
+    import ast
+    import inspect
+
+    from unigen import trainer
+
+    tree = ast.parse(inspect.getsource(trainer))
+    private = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+               and ast.unparse(n.value).startswith("torch") and n.attr.startswith("_")]
+    private += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("torch")
+                and any(part.startswith("_") for part in n.module.split("."))]
+    assert not private, private
+
+
+class Told(ScaleByStd):
+    def __init__(self, config, data):
+        super().__init__(config, data)
+        self.told = []
+
+    def on_train_start(self, total_steps, step):
+        self.told.append((total_steps, step))
+
+
+def test_the_model_is_told_the_runs_length_at_the_start_and_after_a_resume(tmp_path):
+    cfg = TrainerConfig(steps=6, batch_size=32, checkpoint_every=4)
+    first = Told(TwoCfg(), VEC)
+    Trainer(first, _data(), attrs.evolve(cfg, steps=4), run_dir=tmp_path, quiet=True).fit()
+    again = Told(TwoCfg(), VEC)
+    trainer = Trainer(again, _data(), cfg, run_dir=tmp_path, quiet=True)
+    assert trainer.resume()
+    trainer.fit()
+    assert first.told == [(4, 0)] and again.told == [(6, 4)]
+
+
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     model = TwoGroups(TwoCfg(nan_at=25), VEC)
     cfg = TrainerConfig(steps=100, batch_size=32, checkpoint_every=10, log_every=10)

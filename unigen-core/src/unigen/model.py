@@ -177,8 +177,22 @@ class GenerativeModel(nn.Module):
         """The groups stepped at trainer step ``step`` (e.g. n_critic critic steps per generator step)."""
         return tuple(self.parameter_groups())
 
+    def on_train_start(self, total_steps: int, step: int) -> None:
+        """Told by the trainer before its loop (again after a resume): the run's length and the step
+        it starts from, for schedules over the whole run (e.g. I-JEPA's momentum ramp)."""
+
     def after_step(self, group: str, step: int) -> None:
         """Work after an optimizer step of ``group``: EMA targets, weight clipping, schedules."""
+
+    def ema_buffers(self) -> set[str]:
+        """State-dict names of the buffers the trainer's EMA averages like parameters.
+
+        Every other buffer is copied as it is (a statistic set once, such as LDM's latent scale, or
+        a replay buffer, must not be pulled towards its initial value). By default: BatchNorm's
+        running mean and variance, which describe the activations of the weights being averaged.
+        """
+        return {f"{name}.{stat}" if name else stat for name, m in self.named_modules() if isinstance(m, _BATCHNORMS)
+                and m.track_running_stats for stat in ("running_mean", "running_var")}
 
     def latent(self, x: Tensor) -> Tensor:
         """A deterministic latent code per example, shape (B, d), for latent-space pictures."""
@@ -204,6 +218,9 @@ class GenerativeModel(nn.Module):
 def _check_choice(cls: type, what: str, value: Any, known: tuple[str, ...]) -> None:
     if value not in known:
         raise TypeError(f"{cls.__qualname__}: {what} {value!r} is not one of {', '.join(known)}")
+
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def broadcast_t(t: Tensor, x: Tensor) -> Tensor:

@@ -2,9 +2,11 @@
 
 What varies between models is asked of the model through the contract:
 ``parameter_groups()`` (one optimizer each, stepped in order), ``optimizer_settings(group)``,
-``active_groups(step)`` (e.g. n_critic critic steps per generator step), the loss through the
+``active_groups(step)`` (e.g. n_critic critic steps per generator step), ``on_train_start(total_steps,
+step)`` (the run's length, before the loop and after a resume), the loss through the
 ``unigen_loss`` hook with the group about to be stepped, and ``after_step(group, step)`` (EMA targets,
-weight clipping).
+weight clipping). The EMA (``ema_decay`` > 0) averages the parameters and the buffers a model names in
+``ema_buffers()`` (BatchNorm statistics by default) and copies every other buffer.
 
 Per step the loop does no host synchronisation and as little Python as it can: each loss is kept
 (detached) on the device and the losses of an interval are stacked, summed and checked for NaN/inf
@@ -121,17 +123,16 @@ def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
     """Average gradients over ranks (what DDP does), one coalesced all-reduce per group, so that N
     ranks with batch B step exactly as one process with batch N*B for a mean loss."""
     import torch.distributed as dist
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = _flatten_dense_tensors(grads)
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat.div_(world_size)
-    for p, g in zip(params, _unflatten_dense_tensors(flat, grads)):
+    for p, g in zip(params, flat.split([g.numel() for g in grads])):
         if p.grad is None:
-            p.grad = g
+            p.grad = g.view_as(p).clone()
         else:
-            p.grad.copy_(g)
+            p.grad.copy_(g.view_as(p))
 
 
 class Callback:
@@ -357,11 +358,9 @@ class Trainer:
         loss_steps: dict[str, list[int]] = {g: [] for g in group_names}
         bar = self._progress()
         started, steps_done = time.perf_counter(), 0
-        ema_pairs: list[tuple[Tensor, Tensor]] = []
-        if self.ema is not None:  # the live tensors of the state dict share storage with the model
-            ema_pairs = list(zip(self.ema, model.state_dict().values()))
-        ema_float = [(e, p) for e, p in ema_pairs if e.is_floating_point()]
-        ema_other = [(e, p) for e, p in ema_pairs if not e.is_floating_point()]
+        ema_avg, ema_copy = self._ema_pairs()
+        ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if ema_avg else None
+        model.on_train_start(c.steps, self.step)
         for cb in self.callbacks:
             cb.on_train_start(self)
         while self.step < c.steps:
@@ -385,10 +384,11 @@ class Trainer:
                 model.after_step(group, self.step)
                 losses[group].append(loss.detach())
                 loss_steps[group].append(self.step)
-            if ema_pairs:
+            if self.ema is not None:
                 with torch.no_grad():
-                    torch._foreach_lerp_([e for e, _ in ema_float], [p for _, p in ema_float], 1 - c.ema_decay)
-                    for e, p in ema_other:
+                    if ema_update is not None:
+                        ema_update([e for e, _ in ema_avg], [p for _, p in ema_avg], None)
+                    for e, p in ema_copy:
                         e.copy_(p)
             self.step += 1
             steps_done += 1
@@ -421,6 +421,18 @@ class Trainer:
             cb.on_train_end(self)
         model.eval()
         return self.last_record
+
+    def _ema_pairs(self) -> tuple[list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
+        """(EMA, live) tensor pairs to average (parameters and the model's ``ema_buffers()``) and to
+        copy (every other buffer: a statistic such as LDM's latent scale is not pulled towards its
+        initial value). The live tensors of the state dict share storage with the model."""
+        if self.ema is None:
+            return [], []
+        averaged = {n for n, _ in self.model.named_parameters(remove_duplicate=False)} | self.model.ema_buffers()
+        avg, copy = [], []
+        for (name, live), e in zip(self.model.state_dict(keep_vars=True).items(), self.ema):
+            (avg if name in averaged and e.is_floating_point() else copy).append((e, live.detach()))
+        return avg, copy
 
     def _progress(self):
         if self.quiet or not self.is_main or not sys.stderr.isatty():
