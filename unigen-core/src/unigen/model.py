@@ -210,6 +210,14 @@ class GenerativeModel(nn.Module):
             return t.device
         return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the parameters (float64 after ``.double()``): what new tensors use."""
+        for t in self.parameters():
+            if t.is_floating_point():
+                return t.dtype
+        return torch.get_default_dtype()
+
     def extra_state_files(self) -> dict[str, Any]:
         """Extra JSON-serializable state saved with checkpoints (e.g. a teacher's run dir)."""
         return {}

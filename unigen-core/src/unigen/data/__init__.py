@@ -93,9 +93,10 @@ def to_levels(x: Tensor, levels: int) -> Tensor:
     return ((x + 1) / 2 * (levels - 1)).round().clamp(0, levels - 1).long()
 
 
-def from_levels(v: Tensor, levels: int) -> Tensor:
-    """Integer levels {0..K-1} -> [-1, 1] floats: x = 2 v / (K - 1) - 1."""
-    return v.float() / (levels - 1) * 2 - 1
+def from_levels(v: Tensor, levels: int, dtype: torch.dtype | None = None) -> Tensor:
+    """Integer levels {0..K-1} -> [-1, 1] floats of ``dtype`` (the default float dtype when None):
+    x = 2 v / (K - 1) - 1."""
+    return v.to(dtype or torch.get_default_dtype()) / (levels - 1) * 2 - 1
 
 
 def as_floats(raw: Tensor, levels: int | None) -> Tensor:

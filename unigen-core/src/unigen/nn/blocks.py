@@ -79,10 +79,11 @@ class ConvDecoder(nn.Module):
 def sinusoidal_embedding(t: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
     """Transformer-style embedding of t in [0, 1] (Vaswani et al. 2017; DDPM's time embedding).
 
-    t: (B,) -> (B, dim)."""
+    t: (B,) -> (B, dim), in t's dtype (the default float dtype for integer t)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * scale * freqs[None]
+    dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=dtype) / half)
+    args = t.to(dtype)[:, None] * scale * freqs[None]
     emb = torch.cat([args.sin(), args.cos()], dim=1)
     return F.pad(emb, (0, dim % 2))
 
@@ -96,7 +97,8 @@ class TimeEmbedding(nn.Module):
         self.mlp = MLP([dim, dim * 2, dim])
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(sinusoidal_embedding(t, self.dim))
+        weight = next(self.mlp.parameters())
+        return self.mlp(sinusoidal_embedding(t.to(weight.dtype), self.dim))  # follows the MLP's dtype
 
 
 def _groups(ch: int) -> int:

@@ -100,7 +100,7 @@ class ARModel(GenerativeModel, metaclass=ABCMeta):
 
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """Uniform noise u in [0, 1), (B, C, H, W) -> images in [-1, 1] by inverse-CDF sampling."""
-        return from_levels(self.generate(z), self.levels)
+        return from_levels(self.generate(z), self.levels, z.dtype)
 
     def loss(self, batch: Batch, group: str | None = None) -> Tensor:
         """Mean cross-entropy in nats per dimension."""
@@ -108,7 +108,7 @@ class ARModel(GenerativeModel, metaclass=ABCMeta):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        u = torch.rand(num_samples, *self.data.shape, device=self.device)
+        u = torch.rand(num_samples, *self.data.shape, device=self.device, dtype=self.dtype)
         return self.reverse(u)
 
     def logprob(self, x: Tensor) -> Tensor:

@@ -148,7 +148,7 @@ class PixelCNN(ARModel):
         return PixelCNNConfig(hidden=16, layers=2, first_kernel=5, head=32)
 
     def logits(self, v: Tensor) -> Tensor:
-        x = from_levels(v, self.levels)  # (B, C, H, W) in [-1, 1]
+        x = from_levels(v, self.levels, self.dtype)  # (B, C, H, W) in [-1, 1]
         vs = hs = x
         for layer in self.stacks:
             vs, hs = layer(vs, hs)

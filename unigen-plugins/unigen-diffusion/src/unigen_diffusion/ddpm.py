@@ -162,7 +162,7 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        z = torch.randn(num_samples, *self.space.shape, device=self.device)
+        z = torch.randn(num_samples, *self.space.shape, device=self.device, dtype=self.dtype)
         return self.reverse(z, steps)
 
     @torch.no_grad()

@@ -150,13 +150,13 @@ class ScoreSDE(GenerativeModel):
     # -- the five operations --------------------------------------------------------------------
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         """A draw of x_t | x_0 (t=None: t=1)."""
-        t = torch.ones(x.shape[0], device=x.device) if t is None else t
+        t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype) if t is None else t
         m, std = self._coefs(t, x)
         return m * x + std * torch.randn_like(x)
 
     def loss(self, batch: Batch, group: str | None = None) -> Tensor:
         x0 = batch.x
-        t = self.config.t_min + (1 - self.config.t_min) * torch.rand(x0.shape[0], device=x0.device)
+        t = self.config.t_min + (1 - self.config.t_min) * torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype)
         m, std = self._coefs(t, x0)
         noise = torch.randn_like(x0)
         return (self.eps(m * x0 + std * noise, t) - noise).pow(2).mean()
@@ -175,8 +175,8 @@ class ScoreSDE(GenerativeModel):
             x = z
             for i, (a, b) in enumerate(zip(grid[:-1], grid[1:])):
                 x = spec.solve(self.reverse_sde, x, 1, t_start=a, t_end=b, denoise_last=i == k - 1)
-                self.corrector_(x, torch.full((x.shape[0],), b, device=x.device))
-        t = torch.full((x.shape[0],), t_min, device=x.device)
+                self.corrector_(x, torch.full((x.shape[0],), b, device=x.device, dtype=x.dtype))
+        t = torch.full((x.shape[0],), t_min, device=x.device, dtype=x.dtype)
         m, std = self._coefs(t, x)
         x = (x - std * self.eps(x, t)) / m  # E[x_0 | x_{t_min}] (Tweedie)
         return x.clamp(-1, 1) if self.data.is_image else x
@@ -184,7 +184,7 @@ class ScoreSDE(GenerativeModel):
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
         std1 = float(self.sde.marginal(torch.ones(()))[1])  # the prior N(0, std(1)^2 I)
-        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device) * std1, steps)
+        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype) * std1, steps)
 
     def logprob(self, x: Tensor) -> Tensor:
         """log p(x) by the probability-flow ODE (module docstring), nats per example."""

@@ -192,7 +192,7 @@ class ODEFlow(GenerativeModel):
         return self.solve(z, 1.0, 0.0, steps)
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        z = torch.randn(num_samples, *self.data.shape, device=self.device)
+        z = torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype)
         x = self.reverse(z, steps)
         return x.clamp(-1, 1) if self.data.is_image else x
 

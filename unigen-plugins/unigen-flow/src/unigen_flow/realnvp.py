@@ -186,7 +186,7 @@ class RealNVP(GenerativeModel):
         return -self.logprob(x).mean() / self.data.dim
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        z = torch.randn(num_samples, *self.data.shape, device=self.device)
+        z = torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype)
         x = self.reverse(z)
         return x.clamp(-1, 1) if self.data.is_image else x
 

@@ -107,7 +107,7 @@ class RectifiedFlow(FlowMatching):
         r = int(self.reflow_round)
         for start in range(0, c.reflow_pairs, chunk):
             n = min(chunk, c.reflow_pairs - start)
-            z = torch.randn(n, *self.data.shape, device=self.device)
+            z = torch.randn(n, *self.data.shape, device=self.device, dtype=self.dtype)
             if start == 0:  # measure on the first chunk: trajectory and endpoints both
                 s, dev = measure_straightness(self, z[:256], c.reflow_steps)
                 self.straightness[r], self.path_deviation[r] = s, dev

@@ -97,7 +97,7 @@ class Adversarial(GenerativeModel, metaclass=ABCMeta):
     # -- the adversarial step -----------------------------------------------------------------------
     def sample_latent(self, n: int) -> Tensor:
         """z ~ N(0, I), shape (n, z_dim)."""
-        return torch.randn(n, self.config.z_dim, device=self.device)
+        return torch.randn(n, self.config.z_dim, device=self.device, dtype=self.dtype)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {self.critic_group: list(self.discriminator.parameters()), "generator": list(self.generator.parameters())}

@@ -144,7 +144,7 @@ class EnergyMatching(GenerativeModel):
             idx = torch.randint(0, self.config.buffer_size, (num_samples,), device=self.replay.device)
             z = self.replay[idx].clone()
         else:
-            z = torch.randn(num_samples, *self.data.shape, device=self.device)
+            z = torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype)
         return self.reverse(z, steps)
 
     def log_partition(self, n: int | None = None, bound: float | None = None) -> Tensor:

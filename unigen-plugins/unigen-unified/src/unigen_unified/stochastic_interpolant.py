@@ -150,7 +150,7 @@ class StochasticInterpolant(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device), steps)
+        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype), steps)
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> StochasticInterpolantConfig:

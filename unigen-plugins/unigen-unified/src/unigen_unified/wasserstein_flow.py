@@ -92,7 +92,7 @@ class WassersteinFlow(GenerativeModel):
         return self.push(z)
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device))
+        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype))
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> Any:

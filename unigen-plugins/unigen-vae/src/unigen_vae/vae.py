@@ -96,7 +96,7 @@ class VAE(GenerativeModel):
         return (-rec + self.config.beta * kl).mean() / self.data.dim
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        z = torch.randn(num_samples, self.config.z_dim, device=self.device)
+        z = torch.randn(num_samples, self.config.z_dim, device=self.device, dtype=self.dtype)
         return self.reverse(z)
 
     def logprob(self, x: Tensor) -> Tensor:

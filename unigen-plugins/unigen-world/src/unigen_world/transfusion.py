@@ -183,7 +183,7 @@ class Transfusion(GenerativeModel):
         if drop is None:
             drop = (torch.rand(b, device=x0.device) < self.config.cond_drop) & ~image_first
         if t is None:
-            t = torch.rand(b, device=x0.device)
+            t = torch.rand(b, device=x0.device, dtype=x0.dtype)
             t = torch.where(image_first, t * self.config.caption_max_t, t)
         if noise is None:
             noise = torch.randn_like(x0)
@@ -210,7 +210,7 @@ class Transfusion(GenerativeModel):
         text = torch.full((n, self.T), tokens.PAD, dtype=torch.long, device=self.device)
         text[:, 0] = tokens.BOS
         done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        blank = torch.zeros(n, self.P, self.patches_dim, device=self.device)
+        blank = torch.zeros(n, self.P, self.patches_dim, device=self.device, dtype=self.dtype)
         first, t1 = torch.zeros(n, dtype=torch.bool, device=self.device), torch.ones(n, device=self.device)
         for i in range(self.T - 1):
             logits = self.run(text, blank, t1, first)[0][:, i] / self.config.temperature  # (n, V)
@@ -264,7 +264,7 @@ class Transfusion(GenerativeModel):
         return x.clamp(-1, 1)
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device), steps)
+        return self.reverse(torch.randn(num_samples, *self.data.shape, device=self.device, dtype=self.dtype), steps)
 
     # -- image -> text -----------------------------------------------------------------------------
     @torch.no_grad()
