@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from unigen import DataInfo, Dataset, GenerativeModel, Trainer, TrainerConfig
-from unigen.samplers import get_sampler
+from unigen.plugin import get_sampler
 
 
 # -- reference solvers: the textbook formulas, allocating freely -------------------------------------------

@@ -81,7 +81,7 @@ def test_a_duplicate_id_is_refused_naming_the_plugin_and_the_first_one_stays():
 
     with pytest.warns(PluginWarning, match="'digits' is already registered"):
         host = get_plugin_manager(autoload=False, plugins=[Dup()])
-    assert host.datasets["digits"].plugin == "unigen.defaults"
+    assert host.datasets["digits"].plugin == "unigen.builtin"
 
 
 def test_unknown_ids_list_the_known_ones_and_say_what_to_install():

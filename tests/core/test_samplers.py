@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from unigen import ConfigError
-from unigen.samplers import get_sampler
+from unigen.plugin import get_sampler
 
 A = torch.tensor([[-0.5, 1.2], [-0.9, -0.3]], dtype=torch.float64)  # a damped rotation
 X1 = torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=torch.float64)  # two initial states at t=1
@@ -101,7 +101,7 @@ def test_sampler_kinds_are_checked():
 
 
 def test_registered_sampler_validator_gives_one_clear_error():
-    from unigen.samplers import registered_sampler
+    from unigen.plugin import registered_sampler
 
     check = registered_sampler("ode")
     check(None, None, "heun")

@@ -11,9 +11,12 @@ import attrs
 import torch
 
 from . import config as cfg
-from .checkpoint import latest_checkpoint, load_into, load_weights, read_run
+from .checkpoint import latest_checkpoint, load_into, load_weights, read_run, write_text_atomic
 from .data import Dataset
+from .data.sources import check_data_dir, dataset_spec
+from .drawing import sample_chunked
 from .errors import CheckpointError, ConfigError, DataError, UnigenError
+from .metrics import EvalContext
 from .model import DataInfo, GenerativeModel
 from .plugins import Host, default_host
 
@@ -26,8 +29,6 @@ def load_dataset(
     command line (``load_dataset("./pngs", image_size=32)``, ``"points.npy"``, ``"hf:PATH"``; see
     :mod:`unigen.data.sources`). For a tensor or a torch Dataset: :func:`unigen.data.from_tensor`,
     :func:`unigen.data.from_torch_dataset`."""
-    from .data.sources import check_data_dir, dataset_spec
-
     spec = dataset_spec(name, host or default_host(), image_size=image_size, channels=channels, stream=stream)
     check_data_dir(spec, data_dir)
     return spec.load(split, data_dir)
@@ -57,11 +58,12 @@ def build_model(
     if overrides:
         config = cfg.apply_overrides({"model": config}, overrides)["model"]
     try:
-        model = spec.model_cls.from_config(config, info)
+        model = spec.model_cls(config, info)
     except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. z_dim=10**9: more memory than there is
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot build {model_id} with this config: {first}") from None
     model.model_id = spec.id
+    model.host = host or default_host()
     return model
 
 
@@ -84,8 +86,6 @@ class Run:
     def sample(self, n: int, steps: int | None = None, *, seed: int = 0, chunk: int = 500,
                host: Host | None = None) -> torch.Tensor:
         """``n`` samples (drawn ``chunk`` at a time) with ``steps`` solver steps (None: the model's)."""
-        from .sampling import sample_chunked
-
         if n <= 0:
             raise UnigenError(f"--n must be positive, got {n}")
         torch.manual_seed(seed)
@@ -98,8 +98,6 @@ class Run:
         """Compute ``metrics`` (ids, e.g. ``"nll,fid"``; None: the model's ``default_metrics``) and
         save them into the run directory's ``eval.json`` (merged with earlier results of the same
         checkpoint), as ``unigen eval`` does."""
-        from .checkpoint import write_text_atomic
-        from .metrics import EvalContext
 
         host = host or default_host()
         if metrics is None:

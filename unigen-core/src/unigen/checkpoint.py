@@ -33,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .config import to_dict
 from .errors import CheckpointError, CheckpointWriteError
 
 RUN_FILE = "run.json"
@@ -344,8 +345,6 @@ def run_record(
     trainer settings. ``model``: a :class:`unigen.GenerativeModel` (its ``model_id`` and
     ``config``); ``data``: its :class:`unigen.DataInfo`; ``trainer``: a :class:`unigen.TrainerConfig`;
     ``dataset``: the registered dataset id (default: the data's name); ``extra``: more keys."""
-    from .config import to_dict
-
     return {
         "format": 1, "model": model.model_id, "model_config": to_dict(model.config),
         "dataset": dataset or data.name, "data_dir": None if data_dir is None else str(data_dir),

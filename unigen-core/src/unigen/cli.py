@@ -15,8 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .api import load_run
+from .data.sources import check_data_dir, dataset_spec
+from .drawing import sample_chunked
 from .errors import UnigenError
-from .plugins import PluginWarning
+from .images import save_samples
+from .malloc import tune
+from .metrics.evaluator import stderr_log
+from .plugins import GROUP, PluginWarning, default_host
+from .registry import provider_of
+from .training import train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,8 +33,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _host():
-    from .plugins import default_host
-
     return default_host()
 
 
@@ -149,8 +155,6 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _data_spec(args: argparse.Namespace, host: Any) -> Any:
-    from .data.sources import check_data_dir, dataset_spec
-
     spec = dataset_spec(args.data, host, image_size=args.image_size, channels=args.channels,
                         stream=args.stream)
     check_data_dir(spec, args.data_dir)
@@ -158,8 +162,6 @@ def _data_spec(args: argparse.Namespace, host: Any) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
-
     host = _host()
     host.models[args.model]  # an unknown model fails before the data is read
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -201,9 +203,6 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 def _cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from .api import load_run
-    from .images import save_samples
-    from .sampling import sample_chunked
 
     _check_positive(args, "n", "batch_size", "steps")
     _check_seed(args.seed)
@@ -238,8 +237,6 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .api import load_run
-
     _check_positive(args, "n", "sample_steps")
     _check_seed(args.seed)
     _check_device(args.device)
@@ -249,10 +246,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         host.metrics[m]  # unknown ids fail before any work
     run = load_run(args.run_dir, device=args.device, host=host)
     if args.data_dir:
-        from .data.sources import check_data_dir, dataset_spec
-
         check_data_dir(dataset_spec(run.record["dataset"], host), args.data_dir)
-    from .metrics.evaluator import stderr_log
 
     result = run.eval(names, n=args.n, seed=args.seed, data_dir=args.data_dir, sample_steps=args.sample_steps,
                       evaluator=args.evaluator, log=stderr_log, host=host)
@@ -284,8 +278,6 @@ COMMANDS: dict[str, Command] = {
 def installed_versions() -> list[tuple[str, str]]:
     """(distribution, version) of unigen-core and of every distribution with a ``unigen`` entry point."""
     from importlib_metadata import distributions
-
-    from .plugins import GROUP
 
     found: dict[str, str] = {}
     for dist in distributions():
@@ -323,8 +315,6 @@ def build_parser(host: Any = None) -> argparse.ArgumentParser:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A plugin warning is one line for the user, not the core's source line that issued it."""
-    from .plugins import PluginWarning
-
     if issubclass(category, PluginWarning):
         print(str(message), file=file or sys.stderr)
     else:
@@ -333,8 +323,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _not_installed(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
     """The one-line hint for a command of a distribution that is not installed, or None."""
-    from .registry import provider_of
-
     command = next((a for a in argv if not a.startswith("-")), None)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if command is None or command in sub.choices:
@@ -351,8 +339,6 @@ def _error(exc: UnigenError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .malloc import tune
-
     if not os.environ.get("UNIGEN_SHOW_PLUGIN_WARNINGS"):
         warnings.simplefilter("default")
     warnings.showwarning = _show_warning

@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from .samplers import registered_sampler
+from .errors import UnigenError
+from .plugins import get_sampler
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
@@ -88,6 +89,23 @@ def positive_ints(default: tuple[int, ...]) -> Any:
     return attrs.field(default=default, validator=check)
 
 
+def registered_sampler(kind: str | None = None) -> Validator:
+    """An attrs validator for a config's ``sampler`` field: a sampler registered with the default host
+    (of ``kind``, when given). A mistake is a ValueError listing the known ones, which the config layer
+    reports as one line."""
+
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        name = getattr(attribute, "name", "sampler")
+        if not isinstance(value, str):
+            raise ValueError(f"'{name}' must be a string, got {value!r}")
+        try:
+            get_sampler(value, kind=kind)
+        except UnigenError as exc:
+            raise ValueError(f"'{name}' = {value!r}: {exc}") from None
+
+    return check
+
+
 def sampler(default: str, kind: str | None = None) -> Any:
     """A registered sampler id (of ``kind``, ``ode`` or ``sde``, when given); a mistake lists the known ones."""
     return attrs.field(default=default, validator=registered_sampler(kind))
@@ -95,5 +113,6 @@ def sampler(default: str, kind: str | None = None) -> Any:
 
 __all__ = [
     "flag", "fraction", "int_at_least", "nonnegative_float", "nonnegative_int", "one_of", "open_unit",
-    "positive_float", "positive_int", "positive_ints", "probability", "sampler", "text_field",
+    "positive_float", "positive_int", "positive_ints", "probability", "registered_sampler", "sampler",
+    "text_field",
 ]

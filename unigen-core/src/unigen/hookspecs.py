@@ -2,7 +2,7 @@
 
 Registration hooks are called once, when the plugin manager is built, and receive a ``register``
 callback. The five operation hooks are ``firstresult``: the first implementation that returns a
-value other than ``None`` wins; the core's own implementation (``unigen.defaults``, ``trylast``) calls
+value other than ``None`` wins; the core's own implementation (``unigen.builtin``, ``trylast``) calls
 the model's method of the same name. A plugin can therefore replace one operation for its own model
 types (return ``None`` for the others) or wrap every operation of every model with
 ``@hookimpl(wrapper=True)``.

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import UnigenError
+
 
 def image_grid(x: Tensor, ncol: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> uint8 array (rows, cols[, 3]) of a grid. Grayscale stays grayscale."""
@@ -38,8 +40,6 @@ def points_picture(x: Tensor, size: int = 256, lim: float = 3.0) -> np.ndarray:
 def save_samples(x: Tensor, path: str | Path) -> Path:
     """Save samples as a PNG picture or a .npy array, chosen by the file's suffix."""
     from PIL import Image
-
-    from .errors import UnigenError
 
     path = Path(path)
     if path.suffix == ".npy":

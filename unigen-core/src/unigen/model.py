@@ -10,6 +10,7 @@ Images are float tensors in [-1, 1] of shape (B, C, H, W); vectors come as they 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -131,9 +132,17 @@ class GenerativeModel(nn.Module):
         self.data = data
         self.model_id: str = type(self).__name__.lower()
 
-    @classmethod
-    def from_config(cls, config: Any, data: DataInfo) -> "GenerativeModel":
-        return cls(config, data)
+    @property
+    def host(self) -> Any:
+        """The plugin host this model was built with (:func:`unigen.build_model` sets it), or None.
+        The core calls the operations through it, and a model looks its samplers up in it
+        (``get_sampler(name, host=self.host)``). Held weakly, so copies of the model share it."""
+        ref = self.__dict__.get("_host_ref")
+        return ref() if ref is not None else None
+
+    @host.setter
+    def host(self, value: Any) -> None:
+        self.__dict__["_host_ref"] = weakref.ref(value) if value is not None else None
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> Any:
@@ -217,10 +226,6 @@ class GenerativeModel(nn.Module):
             if t.is_floating_point():
                 return t.dtype
         return torch.get_default_dtype()
-
-    def extra_state_files(self) -> dict[str, Any]:
-        """Extra JSON-serializable state saved with checkpoints (e.g. a teacher's run dir)."""
-        return {}
 
 
 def _check_choice(cls: type, what: str, value: Any, known: tuple[str, ...]) -> None:

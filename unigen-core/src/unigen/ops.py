@@ -13,25 +13,26 @@ from torch import Tensor
 from .plugins import Host, default_host
 
 
-def _host(host: Host | None) -> Host:
-    return host or default_host()
+def _host(host: Host | None, model: Any) -> Host:
+    """The host given, else the one the model was built with, else the default host."""
+    return host or getattr(model, "host", None) or default_host()
 
 
 def forward(model: Any, x: Tensor, t: Tensor | None = None, *, host: Host | None = None) -> Any:
-    return _host(host).call("unigen_forward", model=model, x=x, t=t)
+    return _host(host, model).call("unigen_forward", model=model, x=x, t=t)
 
 
 def reverse(model: Any, z: Tensor, steps: int | None = None, *, host: Host | None = None) -> Tensor:
-    return _host(host).call("unigen_reverse", model=model, z=z, steps=steps)
+    return _host(host, model).call("unigen_reverse", model=model, z=z, steps=steps)
 
 
 def loss(model: Any, batch: Any, group: str | None = None, *, host: Host | None = None) -> Any:
-    return _host(host).call("unigen_loss", model=model, batch=batch, group=group)
+    return _host(host, model).call("unigen_loss", model=model, batch=batch, group=group)
 
 
 def sample(model: Any, num_samples: int, steps: int | None = None, *, host: Host | None = None) -> Tensor:
-    return _host(host).call("unigen_sample", model=model, num_samples=num_samples, steps=steps)
+    return _host(host, model).call("unigen_sample", model=model, num_samples=num_samples, steps=steps)
 
 
 def logprob(model: Any, x: Tensor, *, host: Host | None = None) -> Tensor:
-    return _host(host).call("unigen_logprob", model=model, x=x)
+    return _host(host, model).call("unigen_logprob", model=model, x=x)

@@ -36,6 +36,7 @@ from .fields import (
     positive_int,
     positive_ints,
     probability,
+    registered_sampler,
     sampler,
     text_field,
 )
@@ -46,8 +47,8 @@ from .metrics.nll import bin_width, dequantize
 from .model import DataInfo, GenerativeModel, NoConfig, broadcast_t
 from .nn import MLP, ConvDecoder, ConvEncoder, TimeEmbedding, TransformerBlock, UNet, sinusoidal_embedding
 from .nn.blocks import spatial_sizes
+from .plugins import get_sampler
 from .registry import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec, provider_of
-from .samplers import get_sampler, registered_sampler
 
 __all__ = [
     # hooks and specs

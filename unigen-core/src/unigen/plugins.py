@@ -30,8 +30,8 @@ import attrs
 import pluggy
 from importlib_metadata import entry_points
 
-from . import hookspecs
-from .errors import UnigenError
+from . import builtin, hookspecs
+from .errors import ConfigError, UnigenError
 from .registry import DatasetSpec, MetricSpec, ModelSpec, Registry, SamplerSpec
 
 GROUP = "unigen"
@@ -49,7 +49,7 @@ class PluginError(UnigenError):
 
     exit_code = 1
 
-CORE = "unigen.defaults"
+CORE = "unigen.builtin"
 
 
 @attrs.frozen
@@ -235,8 +235,6 @@ def get_plugin_manager(
     core's own defaults (the same way as any plugin), register ``plugins`` given here (tests), then
     ``check_pending()`` so a misspelt hook name fails loudly.
     """
-    from . import defaults
-
     env = os.environ if env is None else env
     pm = pluggy.PluginManager("unigen")
     pm.add_hookspecs(hookspecs)
@@ -249,7 +247,7 @@ def get_plugin_manager(
     if autoload:
         allow = _split(env[ENV_ALLOW]) if ENV_ALLOW in env else None
         _load_entry_points(host, allow)
-    pm.register(defaults, name=CORE)
+    pm.register(builtin, name=CORE)
     host.dists[CORE] = "unigen-core (built in)"
     for i, plugin in enumerate(plugins):
         pm.register(plugin, name=getattr(plugin, "__name__", None) or f"plugin-{i}")
@@ -267,3 +265,12 @@ def default_host() -> Host:
 def reset_default_host() -> None:
     """Forget the cached host (after installing a plugin, or in tests)."""
     default_host.cache_clear()
+
+
+def get_sampler(name: str, kind: str | None = None, *, host: Host | None = None) -> SamplerSpec:
+    """A registered sampler of ``host`` (a model passes the host it was built with, ``self.host``;
+    None: the default host), checking its kind (``ode`` or ``sde``)."""
+    spec = (host or default_host()).samplers[name]
+    if kind is not None and spec.kind != kind:
+        raise ConfigError(f"sampler {name!r} is an {spec.kind.upper()} solver; this model needs an {kind.upper()} solver")
+    return spec

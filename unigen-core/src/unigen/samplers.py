@@ -1,6 +1,6 @@
 """ODE and SDE integrators, registered by name through ``unigen_register_samplers``.
 
-Every sampler integrates **from t=1 (noise) to t=0 (data)** (DESIGN.md's convention).
+Every sampler integrates **from t=1 (noise) to t=0 (data)**, the convention of every family.
 
 ODE samplers: ``solve(fn, x, steps, t_start=1.0, t_end=0.0, **options)`` with ``fn(x, t) -> dx/dt``
 where ``t`` is a tensor of shape (B,). SDE samplers: ``fn(x, t) -> (drift, diffusion)`` of the
@@ -138,31 +138,3 @@ BUILTIN = [
     SamplerSpec(id="dopri5", solve=dopri5, kind="ode", order=5, description="adaptive, torchdiffeq"),
     SamplerSpec(id="euler-maruyama", solve=euler_maruyama, kind="sde", order=1, description="reverse SDE"),
 ]
-
-
-def get_sampler(name: str, kind: str | None = None) -> SamplerSpec:
-    """Look a sampler up in the default host's registry, checking its kind."""
-    from .errors import ConfigError
-    from .plugins import default_host
-
-    spec = default_host().samplers[name]
-    if kind is not None and spec.kind != kind:
-        raise ConfigError(f"sampler {name!r} is an {spec.kind.upper()} solver; this model needs an {kind.upper()} solver")
-    return spec
-
-
-def registered_sampler(kind: str | None = None) -> Callable[[object, object, object], None]:
-    """An attrs validator for a config's ``sampler`` field: a registered sampler name (of ``kind``, when
-    given), failing with the registry's list of known ones as a ValueError, which the config layer reports
-    as one line."""
-    from .errors import UnigenError
-
-    def check(instance: object, attribute: object, value: object) -> None:
-        if not isinstance(value, str):
-            raise ValueError(f"'sampler' must be a string, got {value!r}")
-        try:
-            get_sampler(value, kind=kind)
-        except UnigenError as exc:
-            raise ValueError(f"'sampler' = {value!r}: {exc}") from None
-
-    return check

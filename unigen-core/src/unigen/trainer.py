@@ -33,6 +33,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
+from . import builtin
 from . import checkpoint as ck
 from . import config as cfg
 from .data import BatchIterator, Dataset
@@ -158,7 +159,7 @@ class Trainer:
         dataset_name: str | None = None, data_dir: str | None = None, rank: int = 0, world_size: int = 1,
     ) -> None:
         self.config = config = trainer_config(model, config)
-        self.host = host or default_host()
+        self.host = host or model.host or default_host()
         self.device = torch.device(config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("--device cuda was asked for but CUDA is not available")
@@ -205,11 +206,9 @@ class Trainer:
     def _resolve_loss_hook(self) -> Callable[..., Any]:
         """The ``unigen_loss`` hook, or the model's own ``loss`` when the core's default (which calls
         exactly that) is the hook's only implementation: the same result without pluggy's dispatch."""
-        from . import defaults
-
         hook = self.host.pm.hook.unigen_loss
         impls = hook.get_hookimpls()
-        if len(impls) == 1 and impls[0].plugin is defaults and not impls[0].hookwrapper and not impls[0].wrapper:
+        if len(impls) == 1 and impls[0].plugin is builtin and not impls[0].hookwrapper and not impls[0].wrapper:
             loss = self.model.loss
             return lambda model, batch, group: loss(batch, group)
         return functools.partial(self.host.call, "unigen_loss")

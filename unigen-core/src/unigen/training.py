@@ -18,10 +18,14 @@ from typing import Any
 import torch
 
 from . import config as cfg
-from .checkpoint import read_run
+from .api import build_model, load_run
+from .checkpoint import clean_stale, read_run
+from .data.sources import check_data_dir, dataset_spec
+from .distributed import DistributedContext
 from .errors import ConfigError, UnigenError
 from .plugins import Host, default_host
 from .registry import DatasetSpec
+from .runlock import RunLock, check_run_dir_target
 from .trainer import Callback, Trainer, TrainerConfig, trainer_config
 
 
@@ -56,11 +60,6 @@ def train(
     the run in ``out`` from its newest checkpoint. Nothing is written before every setting, the data
     and the model have been checked.
     """
-    from .api import build_model, load_run
-    from .checkpoint import clean_stale
-    from .data.sources import check_data_dir, dataset_spec
-    from .distributed import DistributedContext
-    from .runlock import RunLock, check_run_dir_target
 
     host = host or default_host()
     spec = host.models[model]

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 
 IMAGE_CHANNELS = (1, 3)
 

@@ -7,7 +7,7 @@ import functools
 import torch
 
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 
 LEVELS = 17
 N_TEST = 297  # a fixed, seeded split: 1,500 train / 297 test

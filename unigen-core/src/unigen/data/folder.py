@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")

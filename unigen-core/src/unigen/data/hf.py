@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DataError
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 from .folder import GREY_MODES, to_array
 
 IMAGE_COLUMNS = ("image", "img")

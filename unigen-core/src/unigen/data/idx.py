@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DataError
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 
 DEFAULT_DIRS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 
 SHAPES = ("square", "circle", "triangle", "cross")
 COLOURS = {

@@ -34,7 +34,8 @@ from torch import Tensor
 
 from ..errors import DataError, UnknownId
 from ..registry import DatasetSpec
-from . import Dataset, arrays, folder, hf
+from . import arrays, folder, hf
+from .base import Dataset
 
 TEST_FRACTION = 0.1
 SPLIT_SEED = 0

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from . import Dataset
+from .base import Dataset
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<bos>", "<eos>")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..model import DataInfo
-from . import Dataset
+from .base import Dataset
 
 N = {"train": 10_000, "test": 2_000}
 

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 import torch
 
-from .. import ops
 from ..data import Dataset
+from ..data.sources import dataset_spec
 from ..errors import UnsupportedOperation
 from ..model import GenerativeModel
 from ..registry import MetricSpec
@@ -37,7 +37,7 @@ class EvalContext:
     seed: int = 0
     data_dir: str | None = None
     _splits: dict[str, Dataset] = attrs.field(factory=dict)
-    # Added for the sample-based metrics (keyword arguments; the fields above keep their positions).
+    # The sample-based metrics (keyword arguments):
     steps: int | None = None  # sampling steps (None: the model's default)
     evaluator: str | None = None  # a TorchScript feature extractor; None: the dataset's evaluator CNN
     evaluator_seed: int = 0  # which cached evaluator CNN
@@ -55,8 +55,6 @@ class EvalContext:
 
     def split(self, name: str) -> Dataset:
         if name not in self._splits:
-            from ..data.sources import dataset_spec
-
             spec = dataset_spec(self.dataset_name, self.host)
             self._splits[name] = spec.load(name, self.data_dir or self.record.get("data_dir"))
         return self._splits[name]
@@ -77,7 +75,7 @@ def nll(ctx: EvalContext) -> dict[str, Any]:
             x = test.floats(slice(start, min(n, start + ctx.batch_size))).to(model.device)
             if not model.logprob_discrete:
                 x = dequantize(x, test.info.levels, g.manual_seed(ctx.seed + start)).to(model.device)
-            logp = ops.logprob(model, x, host=ctx.host)
+            logp = ctx.host.call("unigen_logprob", model=model, x=x)  # the hook, as unigen.ops.logprob
             values.append(bits_per_dim(logp, test.info, model.logprob_discrete).cpu())
             if ctx.out_of_time():  # report on the examples done so far (nll_n says how many)
                 break

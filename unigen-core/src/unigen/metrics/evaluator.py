@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data.sources import dataset_spec
 from ..errors import DataError, UnigenError
 
 VERSION = 2  # bump when the network or its training changes: old cache files are then ignored
@@ -224,7 +225,6 @@ def dataset_evaluator(dataset: str, host: Any, *, seed: int = 0, data_dir: str |
         except UnigenError as exc:
             if log is not None:
                 log(f"{exc}; training it again")
-    from ..data.sources import dataset_spec
 
     spec = dataset_spec(dataset, host)
     train, test = spec.load("train", data_dir), spec.load("test", data_dir)

@@ -21,7 +21,6 @@ import attrs
 import torch
 from torch import Tensor
 
-from .. import ops
 from ..errors import DataError, UnsupportedOperation
 from . import scores
 from .evaluator import Evaluator, dataset_evaluator, user_evaluator
@@ -86,7 +85,7 @@ def generated(ctx: "EvalContext") -> Features:
             while done < ctx.n:
                 k = min(ctx.batch_size, ctx.n - done)
                 started = time.perf_counter()
-                x = ops.sample(ctx.model, k, ctx.steps, host=ctx.host)
+                x = ctx.host.call("unigen_sample", model=ctx.model, num_samples=k, steps=ctx.steps)
                 if x.is_cuda:
                     torch.cuda.synchronize()
                 times.append((k, time.perf_counter() - started))

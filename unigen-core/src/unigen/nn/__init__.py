@@ -1,12 +1,11 @@
 """Building blocks that are the same in every family: MLP, conv encoder/decoder, a small UNet,
-time embeddings, a transformer block and a masked convolution. Family-specific layers live in their
+time embeddings and a transformer block. Family-specific layers live in their
 family's package."""
 
 from .blocks import (
     MLP,
     ConvDecoder,
     ConvEncoder,
-    MaskedConv2d,
     TimeEmbedding,
     TransformerBlock,
     UNet,
@@ -20,6 +19,5 @@ __all__ = [
     "UNet",
     "TimeEmbedding",
     "TransformerBlock",
-    "MaskedConv2d",
     "sinusoidal_embedding",
 ]

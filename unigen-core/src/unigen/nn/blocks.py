@@ -203,21 +203,3 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
         x = x + self.attend(self.ln1(x), mask, is_causal)
         return x + self.mlp(self.ln2(x))
-
-
-class MaskedConv2d(nn.Conv2d):
-    """A convolution that sees only pixels before the centre in raster order (PixelCNN,
-    van den Oord et al. 2016). Mask ``A`` also hides the centre (first layer); ``B`` keeps it."""
-
-    def __init__(self, mask_type: str, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if mask_type not in ("A", "B"):
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        _, _, kh, kw = self.weight.shape
-        mask = torch.ones_like(self.weight)
-        mask[:, :, kh // 2, kw // 2 + (mask_type == "B"):] = 0
-        mask[:, :, kh // 2 + 1:] = 0
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding, self.dilation, self.groups)

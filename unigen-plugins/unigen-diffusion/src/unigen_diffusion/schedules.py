@@ -2,7 +2,7 @@
 
 Discrete schedules (DDPM, Ho et al. 2020) are indexed n = 1..T; the arrays below have T + 1 entries
 with index 0 the data (beta_0 = 0, alpha_bar_0 = 1), so a sampler's last step "to n = 0" needs no
-special case. The network sees t = n / T in [0, 1] (t=0 data, t=1 noise, DESIGN.md).
+special case. The network sees t = n / T in [0, 1] (t=0 data, t=1 noise).
 
 - ``linear``: beta_n linear from 1e-4 to 0.02 for T = 1000 (Ho et al. 2020, Sec. 4), both ends
   scaled by 1000 / T so that other T keep the same total noise (Nichol & Dhariwal 2021, App. A).

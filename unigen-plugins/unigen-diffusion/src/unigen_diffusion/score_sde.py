@@ -165,7 +165,7 @@ class ScoreSDE(GenerativeModel):
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """From z ~ N(0, std(1)^2 I) at t=1 to t_min, then Tweedie's denoising step."""
         k, t_min = steps or self.config.sample_steps, self.config.t_min
-        spec = get_sampler(self.config.sampler)
+        spec = get_sampler(self.config.sampler, host=self.host)
         if spec.kind == "ode":
             x = spec.solve(self.pf_ode, z, k, t_start=1.0, t_end=t_min, rtol=self.config.rtol, atol=self.config.atol)
         elif self.config.corrector_steps == 0:
@@ -203,7 +203,7 @@ class ScoreSDE(GenerativeModel):
             return torch.cat([v_.detach(), div.detach()[:, None]], 1)
 
         state = torch.cat([x.flatten(1), torch.zeros(B, 1, device=x.device, dtype=x.dtype)], 1)
-        solve = get_sampler("dopri5", kind="ode").solve
+        solve = get_sampler("dopri5", kind="ode", host=self.host).solve
         end = solve(augmented, state, None, t_start=self.config.t_min, t_end=1.0,
                     rtol=self.config.rtol, atol=self.config.atol)
         z, delta = end[:, :D], end[:, D]

@@ -1,4 +1,4 @@
-"""Continuous-time flows: the ODE dx/dt = v_theta(x, t), with t=0 data and t=1 noise (DESIGN.md).
+"""Continuous-time flows: the ODE dx/dt = v_theta(x, t), with t=0 data and t=1 noise.
 
 One base class, :class:`ODEFlow`, holds what CNF, flow matching and rectified flow share; they differ only
 in how ``v_theta`` is trained (``loss``).
@@ -159,7 +159,7 @@ class ODEFlow(GenerativeModel):
         """Integrate dx/dt = v from t_start to t_end with the configured registered sampler."""
         from unigen.plugin import get_sampler
 
-        spec = get_sampler(self.config.sampler, kind="ode")
+        spec = get_sampler(self.config.sampler, kind="ode", host=self.host)
         n = steps or type(self).default_steps or 100
         return spec.solve(self.velocity, x, n, t_start=t_start, t_end=t_end, rtol=self.config.rtol,
                           atol=self.config.atol)

@@ -227,7 +227,7 @@ class DiffFlow(GenerativeModel):
                 warnings.warn(f"{self.model_id}: steps={steps} ignored; G(z) keeps the {self.unroll}-step unroll it was "
                               "trained with (set sample_unroll to change it knowingly)", stacklevel=2)
             return self.generate(z, self.unroll)
-        spec = get_sampler(name)
+        spec = get_sampler(name, host=self.host)
         fn = self._reverse_sde if spec.kind == "sde" else self._probability_flow
         return spec.solve(fn, z, steps or self.default_steps, t_start=1.0, t_end=T_MIN)
 

@@ -144,7 +144,7 @@ class StochasticInterpolant(GenerativeModel):
         """Integrate from t=1 (z ~ N(0, I)) to t=t_min with the configured registered sampler."""
         from unigen.plugin import get_sampler
 
-        spec = get_sampler(self.config.sampler)
+        spec = get_sampler(self.config.sampler, host=self.host)
         fn = self.backward_sde if spec.kind == "sde" else self.drift
         return spec.solve(fn, z, steps or self.default_steps, t_start=1.0, t_end=self.interpolant.t_min)
 

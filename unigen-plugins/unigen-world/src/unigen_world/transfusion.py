@@ -259,7 +259,7 @@ class Transfusion(GenerativeModel):
         """Noise z (B, C, H, W) at t=1 -> images at t=0 for the captions ``text`` (default: the prompt,
         or captions sampled from the model)."""
         text = self.prompt_tokens(z.shape[0]) if text is None else text.to(self.device)
-        solver = get_sampler(self.config.sampler, kind="ode")
+        solver = get_sampler(self.config.sampler, kind="ode", host=self.host)
         x = solver.solve(lambda x, t: self.velocity(x, t, text), z, steps or self.default_steps)
         return x.clamp(-1, 1)
 

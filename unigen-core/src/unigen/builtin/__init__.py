@@ -1,37 +1,14 @@
-"""The core's own plugin: default dispatch of the five operations and the built-in datasets and
-samplers, registered through exactly the same hooks as any external plugin."""
+"""The core's own plugin, registered through exactly the same hooks as any external plugin: the default
+dispatch of the five operations (:mod:`.operations`) and the built-in datasets, samplers and metrics."""
 
 from __future__ import annotations
 
-from .data import digits, idx, shapes, text, toy
-from .hookspecs import hookimpl
-from .registry import DatasetSpec
-from .samplers import BUILTIN as BUILTIN_SAMPLERS
-
-
-@hookimpl(trylast=True)
-def unigen_forward(model, x, t):
-    return model.forward(x, t)
-
-
-@hookimpl(trylast=True)
-def unigen_reverse(model, z, steps):
-    return model.reverse(z, steps)
-
-
-@hookimpl(trylast=True)
-def unigen_loss(model, batch, group):
-    return model.loss(batch, group)
-
-
-@hookimpl(trylast=True)
-def unigen_sample(model, num_samples, steps):
-    return model.sample(num_samples, steps)
-
-
-@hookimpl(trylast=True)
-def unigen_logprob(model, x):
-    return model.logprob(x)
+from ..data import digits, idx, shapes, text, toy
+from ..hookspecs import hookimpl
+from ..metrics import BUILTIN as BUILTIN_METRICS
+from ..registry import DatasetSpec
+from ..samplers import BUILTIN as BUILTIN_SAMPLERS
+from .operations import unigen_forward, unigen_logprob, unigen_loss, unigen_reverse, unigen_sample
 
 
 @hookimpl
@@ -62,7 +39,11 @@ def unigen_register_samplers(register):
 
 @hookimpl
 def unigen_register_metrics(register):
-    from .metrics import BUILTIN as BUILTIN_METRICS
-
     for spec in BUILTIN_METRICS:
         register(spec)
+
+
+__all__ = [
+    "unigen_forward", "unigen_logprob", "unigen_loss", "unigen_register_datasets", "unigen_register_metrics",
+    "unigen_register_samplers", "unigen_reverse", "unigen_sample",
+]
