@@ -75,6 +75,26 @@ def test_momentum_schedule_is_linear_and_clipped(start, end, steps):
     assert all((b - a) * (end - start) >= -1e-12 for a, b in zip(ms, ms[1:]))
 
 
+def test_momentum_ramps_over_the_whole_run_the_trainer_reports(digits):
+    """I-JEPA ramps 0.996 -> 1 over the run; a fixed 2,000-step ramp froze the target after step 2,000."""
+    model = _model(digits)
+    model.on_train_start(10_000, 0)
+    m = [model.momentum(k) for k in (0, 2000, 5000, 9998, 9999)]
+    assert m[0] == 0.996 and 0.996 < m[1] < m[2] < m[3] < 1 and m[4] == pytest.approx(1.0)
+    assert m[2] == pytest.approx(0.996 + 0.004 * 5000 / 9999)
+    fixed = _model(digits, attrs.evolve(SMALL, ema_steps=100))  # a fixed length stays the user's choice
+    fixed.on_train_start(10_000, 0)
+    assert fixed.momentum(100) == 1.0
+
+
+def test_the_trainer_tells_the_model_the_runs_length(digits):
+    model = _model(digits)
+    seen = []
+    model.on_train_start = lambda total_steps, step: seen.append((total_steps, step))
+    quick_train("jepa", digits, steps=2, batch_size=8, model=model)
+    assert seen == [(2, 0)]
+
+
 @given(
     gh=st.integers(2, 8), gw=st.integers(2, 8), num_targets=st.integers(1, 4),
     lo=st.floats(0.05, 0.3), batch=st.integers(1, 12), seed=st.integers(0, 1000),

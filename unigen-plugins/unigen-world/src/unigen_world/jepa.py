@@ -16,7 +16,9 @@ Loss (Eq. 1 up to the choice of distance):  1/M sum_i  1/|B_i| sum_{j in B_i} d(
 with d the smooth L1 of the reference code (``loss="smooth_l1"``) or the squared L2 of the paper's
 Eq. 1 (``loss="l2"``). After each optimizer step the target follows the context encoder,
 
-    theta_bar <- m_k theta_bar + (1 - m_k) theta,   m_k linear from m_0 = 0.996 to 1 over the run.
+    theta_bar <- m_k theta_bar + (1 - m_k) theta,   m_k linear from m_0 = 0.996 to 1 over the run
+
+(the trainer gives the run's length through ``on_train_start``; m reaches 1 at the last step).
 
 It is not a generative sampler: ``forward`` gives the target encoder's patch embeddings,
 ``latent`` their mean (the features of the paper's linear probe, Sec. 5), and its evaluation is the
@@ -66,10 +68,11 @@ class JEPAConfig:
     target_aspect: tuple[float, float] = attrs.field(default=(0.75, 1.5), validator=_range(0.05, 20.0))
     context_scale: tuple[float, float] = attrs.field(default=(0.85, 1.0), validator=_range(0.0, 1.0))
     min_context: int = positive_int(2)
-    # EMA momentum, linear from ema_start to ema_end over ema_steps optimizer steps (paper: 0.996 -> 1).
+    # EMA momentum, linear from ema_start to ema_end (paper: 0.996 -> 1) over the whole run, as I-JEPA
+    # ramps it, reaching ema_end at the run's last step; an int ema_steps ramps over that many steps.
     ema_start: float = probability(0.996)
     ema_end: float = probability(1.0)
-    ema_steps: int = positive_int(2000)
+    ema_steps: int | None = positive_int(None, optional=True)
     loss: str = attrs.field(default="smooth_l1", validator=v.in_(("smooth_l1", "l2")))
 
     @dim.validator
@@ -184,6 +187,7 @@ class JEPA(GenerativeModel):
         self.predictor = Predictor(config.dim, config.pred_dim, config.pred_depth, config.pred_heads, self.grid)
         self.target_encoder = copy.deepcopy(self.context_encoder)  # theta_bar = theta at k = 0
         self.target_encoder.requires_grad_(False)
+        self.ramp_steps: int | None = config.ema_steps  # the run's length arrives in on_train_start
 
     # -- pieces -------------------------------------------------------------------------------
     def masks(self, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -209,9 +213,16 @@ class JEPA(GenerativeModel):
             return F.mse_loss(pred, target)
         return F.smooth_l1_loss(pred, target)
 
+    def on_train_start(self, total_steps: int, step: int) -> None:
+        """Ramp over the run: steps 0 .. total_steps - 1 go from ema_start to ema_end."""
+        self.ramp_steps = self.config.ema_steps or max(total_steps - 1, 1)
+
     def momentum(self, step: int) -> float:
+        """m_k at optimizer step k; ema_start until a trainer (or the caller) gives the run's length."""
         c = self.config
-        return ema_momentum(step, c.ema_start, c.ema_end, c.ema_steps)
+        if self.ramp_steps is None:
+            return c.ema_start
+        return ema_momentum(step, c.ema_start, c.ema_end, self.ramp_steps)
 
     @torch.no_grad()
     def update_target(self, m: float) -> None:
