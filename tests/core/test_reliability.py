@@ -312,3 +312,91 @@ def test_run_json_that_is_binary_or_a_directory_is_one_line(capsys, tmp_path, tr
     else:
         (run / "run.json").write_bytes(content)
     one_line(*run_cli(capsys, "eval", str(run), "--n", "4")[::2])
+
+
+# -- 7. --resume with settings: what may change is applied and recorded, the rest refused by name ------------
+@pytest.mark.parametrize("extra, named", [
+    (["--set", "nokey=1"], "nokey"),
+    (["--config", "/nonexistent/settings.toml"], "settings.toml"),
+    (["--lr", "0.5"], "lr"),
+    (["--set", "z_dim=3"], "z_dim"),
+    (["--batch-size", "16", "--set", "optimizer=sgd"], "batch_size, optimizer"),
+])
+def test_resume_refuses_settings_it_cannot_change_naming_them(capsys, tmp_path, trained, extra, named):
+    run = copy_run(trained, tmp_path)
+    before = (run / "run.json").read_text()
+    line = one_line(*train(capsys, run, "--steps", "6", "--resume", *extra)[::2])
+    assert named in line
+    assert (run / "run.json").read_text() == before and ck.latest_checkpoint(run).name == "step_00000004"
+
+
+def test_resume_applies_and_records_the_settings_it_may_change(capsys, tmp_path, trained):
+    run = copy_run(trained, tmp_path)
+    settings = tmp_path / "more.toml"
+    settings.write_text("[trainer]\nlog_every = 1\n")
+    code, _, err = train(capsys, run, "--steps", "7", "--resume", "--checkpoint-every", "3", "--config", str(settings),
+                         "--keep-checkpoints", "5")
+    assert code == 0, err
+    trainer = json.loads((run / "run.json").read_text())["trainer"]
+    assert (trainer["steps"], trainer["checkpoint_every"], trainer["log_every"], trainer["keep_checkpoints"]) == (7, 3, 1, 5)
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == [
+        "step_00000002", "step_00000004", "step_00000006", "step_00000007"]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4, 5, 6, 7]
+
+
+# -- 9. crash safety by default: checkpoints by time, and a signal saves one -----------------------------------
+def test_checkpoints_are_written_by_time_as_well(capsys, tmp_path):
+    run = tmp_path / "r"
+    code, _, err = train(capsys, run, "--steps", "6", "--set", "checkpoint_minutes=1e-9", "--keep-checkpoints", "10")
+    assert code == 0, err
+    assert len(list((run / "checkpoints").glob("step_*"))) == 6
+    from unigen.trainer import TrainerConfig
+
+    assert TrainerConfig().checkpoint_minutes > 0  # on by default
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGINT"])
+def test_a_signal_in_training_saves_a_checkpoint_of_that_step(tmp_path, sig):
+    import signal
+
+    import unigen
+    from unigen.errors import Interrupted
+    from unigen.trainer import Callback
+
+    class SendAt3(Callback):
+        def on_step_end(self, trainer, step):
+            if step == 3:
+                os.kill(os.getpid(), getattr(signal, sig))
+
+    previous = signal.getsignal(getattr(signal, sig))
+    with pytest.raises(Interrupted, match=f"stopped by {sig} at step 3; checkpoint .*step_00000003") as info:
+        unigen.train("vae", out=tmp_path / "r", steps=1000, batch_size=32, z_dim=2, width=8, quiet=True,
+                     callbacks=[SendAt3()])
+    assert info.value.exit_code == 128 + getattr(signal, sig)
+    assert signal.getsignal(getattr(signal, sig)) is previous
+    assert ck.latest_checkpoint(tmp_path / "r").name == "step_00000003"
+
+
+def test_sigterm_saves_a_checkpoint_and_stops_with_one_line(tmp_path):
+    sig = "SIGTERM"
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "r"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "unigen", "train", "vae", *TINY, "--steps", "100000", "--out", str(run),
+                             "--set", "log_every=1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 200):
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and sig in lines[0] and "--resume" in lines[0], err
+    latest = ck.latest_checkpoint(run)
+    assert latest is not None and ck.checkpoint_step(latest) > 0
+    assert not (run / ".lock").exists()

@@ -40,3 +40,11 @@ class CheckpointWriteError(UnigenError):
     """A checkpoint could not be written (a full disk, say); the previous one is intact."""
 
     exit_code = 1
+
+
+class Interrupted(UnigenError):
+    """Training was stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after saving a checkpoint."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # what a shell reports for a process ended by that signal

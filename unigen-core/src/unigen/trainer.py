@@ -22,7 +22,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +39,7 @@ from . import builtin
 from . import checkpoint as ck
 from . import config as cfg
 from .data import BatchIterator, Dataset
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
 from .model import GenerativeModel
 from .plugins import Host, default_host
 
@@ -87,7 +89,9 @@ class TrainerConfig:
     warmup_steps: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
     # EMA of the weights, used for sampling and evaluation when present (0: off).
     ema_decay: float = attrs.field(default=0.0, validator=[v.instance_of(float), v.ge(0), v.lt(1)])
-    checkpoint_every: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])  # 0: at the end only
+    checkpoint_every: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])  # 0: by time only
+    # Crash safety by default: a checkpoint after every this many minutes of training as well (0: off).
+    checkpoint_minutes: float = attrs.field(default=10.0, validator=[v.instance_of(float), v.ge(0)])
     keep_checkpoints: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(1)])
     # Losses are read from the device once per log_every steps (one host sync), not every step.
     log_every: int = attrs.field(default=50, validator=[v.instance_of(int), v.gt(0)])
@@ -120,6 +124,12 @@ def trainer_config(model: GenerativeModel, settings: TrainerConfig | Mapping[str
     return cfg.from_dict(TrainerConfig, {**defaults, **given}, what="trainer config")
 
 
+# What ``--resume`` may change: how long to train (the learning-rate schedule then ends at the new
+# step count), how often to log and checkpoint, where to run. Everything else shaped the weights and
+# the optimizer state in the checkpoint and is refused by name.
+RESUMABLE = frozenset({"steps", "log_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "device"})
+
+
 def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
     """Average gradients over ranks (what DDP does), one coalesced all-reduce per group, so that N
     ranks with batch B step exactly as one process with batch N*B for a mean loss."""
@@ -134,6 +144,40 @@ def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
             p.grad = g.view_as(p).clone()
         else:
             p.grad.copy_(g.view_as(p))
+
+
+class _SignalStop:
+    """While training: Ctrl-C, SIGTERM (what schedulers and ``timeout`` send) and SIGHUP end the step
+    under way, save a checkpoint and stop with one line (:class:`unigen.errors.Interrupted`). A second
+    Ctrl-C stops at once. Handlers are installed only in the main thread and restored afterwards."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, names: Sequence[str] = NAMES) -> None:
+        self.signums = [getattr(signal, n) for n in names if hasattr(signal, n)]
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "_SignalStop":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signums:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def interrupted(self, trainer: "Trainer") -> Interrupted:
+        name = signal.Signals(self.signum).name
+        last = ck.latest_checkpoint(trainer.run_dir) if trainer.run_dir is not None and trainer.is_main else None
+        saved = f"; checkpoint {last} saved, continue with --resume" if last else ""
+        return Interrupted(f"stopped by {name} at step {trainer.step}{saved}", self.signum)
 
 
 class Callback:
@@ -359,55 +403,64 @@ class Trainer:
         started, steps_done = time.perf_counter(), 0
         ema_avg, ema_copy = self._ema_pairs()
         ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if ema_avg else None
+        minutes = 60 * c.checkpoint_minutes if c.checkpoint_minutes and self.run_dir is not None else math.inf
+        next_time = time.monotonic() + minutes
+        stop = _SignalStop() if self.run_dir is not None else _SignalStop(())
         model.on_train_start(c.steps, self.step)
         for cb in self.callbacks:
             cb.on_train_start(self)
-        while self.step < c.steps:
-            batch = next(self.batches)
-            for group in every_step or model.active_groups(self.step):
-                opt = self.optimizers[group]
-                opt.zero_grad(set_to_none=True)
-                out = self._loss_hook(model=model, batch=batch, group=group)
-                loss = out if isinstance(out, Tensor) else out[group] if isinstance(out, Mapping) else out
-                if single:
-                    loss.backward()
-                else:  # gradients reach only the group being stepped
-                    loss.backward(inputs=params[group])
-                if self.world_size > 1:
-                    _all_reduce_mean(params[group], self.world_size)
-                if c.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params[group], c.grad_clip)
-                opt.step()
-                if step_lr:
-                    self.schedulers[group].step()
-                model.after_step(group, self.step)
-                losses[group].append(loss.detach())
-                loss_steps[group].append(self.step)
-            if self.ema is not None:
-                with torch.no_grad():
-                    if ema_update is not None:
-                        ema_update([e for e, _ in ema_avg], [p for _, p in ema_avg], None)
-                    for e, p in ema_copy:
-                        e.copy_(p)
-            self.step += 1
-            steps_done += 1
-            for cb in self.callbacks:
-                cb.on_step_end(self, self.step)
-            at_log = self.step % c.log_every == 0 or self.step == c.steps
-            at_ckpt = c.checkpoint_every and self.step % c.checkpoint_every == 0
-            if at_log or at_ckpt:
-                means = self._check_finite(losses, loss_steps)
-            if at_log:
-                record = self._log(means, started, steps_done)
-                for g in group_names:
-                    losses[g].clear()
-                    loss_steps[g].clear()
+        with stop:
+            while self.step < c.steps:
+                batch = next(self.batches)
+                for group in every_step or model.active_groups(self.step):
+                    opt = self.optimizers[group]
+                    opt.zero_grad(set_to_none=True)
+                    out = self._loss_hook(model=model, batch=batch, group=group)
+                    loss = out if isinstance(out, Tensor) else out[group] if isinstance(out, Mapping) else out
+                    if single:
+                        loss.backward()
+                    else:  # gradients reach only the group being stepped
+                        loss.backward(inputs=params[group])
+                    if self.world_size > 1:
+                        _all_reduce_mean(params[group], self.world_size)
+                    if c.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params[group], c.grad_clip)
+                    opt.step()
+                    if step_lr:
+                        self.schedulers[group].step()
+                    model.after_step(group, self.step)
+                    losses[group].append(loss.detach())
+                    loss_steps[group].append(self.step)
+                if self.ema is not None:
+                    with torch.no_grad():
+                        if ema_update is not None:
+                            ema_update([e for e, _ in ema_avg], [p for _, p in ema_avg], None)
+                        for e, p in ema_copy:
+                            e.copy_(p)
+                self.step += 1
+                steps_done += 1
+                for cb in self.callbacks:
+                    cb.on_step_end(self, self.step)
+                signalled = stop.signum is not None  # read once: a signal may arrive at any moment
+                at_log = self.step % c.log_every == 0 or self.step == c.steps
+                at_ckpt = ((c.checkpoint_every and self.step % c.checkpoint_every == 0) or signalled
+                           or (minutes < math.inf and time.monotonic() >= next_time))
+                if at_log or at_ckpt:
+                    means = self._check_finite(losses, loss_steps)
+                if at_log:
+                    record = self._log(means, started, steps_done)
+                    for g in group_names:
+                        losses[g].clear()
+                        loss_steps[g].clear()
+                    if bar is not None:
+                        bar.set_postfix({k.split("/")[-1]: f"{val:.4g}" for k, val in record.items() if k.startswith("loss/")})
                 if bar is not None:
-                    bar.set_postfix({k.split("/")[-1]: f"{val:.4g}" for k, val in record.items() if k.startswith("loss/")})
-            if bar is not None:
-                bar.update(1)
-            if at_ckpt:
-                self.save_checkpoint()
+                    bar.update(1)
+                if at_ckpt:
+                    self.save_checkpoint()
+                    next_time = time.monotonic() + minutes
+                if signalled:
+                    break
         if bar is not None:
             bar.close()
         if self.run_dir is not None:
@@ -419,6 +472,8 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         model.eval()
+        if stop.signum is not None:
+            raise stop.interrupted(self)
         return self.last_record
 
     def _ema_pairs(self) -> tuple[list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:

@@ -26,7 +26,7 @@ from .errors import ConfigError, UnigenError
 from .plugins import Host, default_host
 from .registry import DatasetSpec
 from .runlock import RunLock, check_run_dir_target
-from .trainer import Callback, Trainer, TrainerConfig, trainer_config
+from .trainer import RESUMABLE, Callback, Trainer, TrainerConfig, trainer_config
 
 
 def _settings(config: str | Path | Mapping[str, Any] | None, sets: Iterable[str],
@@ -74,10 +74,14 @@ def train(
         if record["model"] != model or record["dataset"] != data_spec.id:
             raise UnigenError(f"{out} holds a {record['model']} run on {record['dataset']}, not {model} on {data_spec.id}")
         old = cfg.from_dict(spec.model_cls.Config, record["model_config"], what=f"{model} config")
-        model_cfg, given = _split(spec, items, old, {k: tuple(v) if isinstance(v, list) else v
-                                                    for k, v in record["trainer"].items()})
-        if model_cfg != old:
-            raise ConfigError(f"--resume keeps the model's config; {out} was trained with other model settings")
+        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in record["trainer"].items()}
+        model_cfg, given = _split(spec, items, old, recorded)
+        fixed = [k for k in cfg.fields_of(type(old)) if getattr(model_cfg, k) != getattr(old, k)]
+        fixed += [k for k, v in given.items() if k not in RESUMABLE and v != recorded.get(k, v)]
+        if fixed:
+            raise ConfigError(f"--resume cannot change {', '.join(sorted(fixed))} (the weights and optimizer state "
+                              f"of {out} were made with the recorded values); it may change "
+                              f"{', '.join(sorted(RESUMABLE))}; choose another --out to train with new settings")
         data_dir = data_dir or record.get("data_dir")
     else:
         if (out / "run.json").exists():
