@@ -234,6 +234,23 @@ def test_straightness_is_zero_for_straight_paths_only():
     assert s > 0.1 and dev > 0.1
 
 
+def test_reflow_rounds_split_the_trainers_run_by_default():
+    """Without reflow_every the model learns the run's length from the trainer (on_train_start)."""
+    info = DataInfo(name="t", shape=(2,), kind="vector")
+    data = unigen.Dataset(info=info, x=torch.randn(64, 2))
+    torch.manual_seed(0)
+    model = unigen.build_model("rectified-flow", info, {"num_reflows": 2, "reflow_pairs": 20, "reflow_steps": 2,
+                                                         "hidden": 8, "depth": 1})
+    rounds = []
+    reflow = model.reflow
+    model.reflow = lambda: (rounds.append(len(rounds)), reflow())
+    unigen.Trainer(model, data, unigen.TrainerConfig(steps=9, batch_size=16), quiet=True).fit()
+    assert model.round_steps == 3 and int(model.reflow_round) == 2 and rounds == [0, 1]
+    alone = unigen.build_model("rectified-flow", info, {"num_reflows": 1, "hidden": 8})
+    with pytest.raises(unigen.UnigenError, match="reflow_every"):
+        alone.after_step("main", 0)  # outside the trainer, nobody said how long the run is
+
+
 def test_reflow_replaces_the_coupling_with_the_models_own_ode_pairs():
     info = DataInfo(name="t", shape=(2,), kind="vector")
     torch.manual_seed(0)

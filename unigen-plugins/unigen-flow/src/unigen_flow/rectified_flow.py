@@ -7,10 +7,12 @@ continue training) on the pairs (x_0, x_1) = (x^, z). Each round gives a (k+1)-r
 are straighter, so few-step Euler samples get better.
 
 The generic trainer knows nothing of this, so reflow lives in the model contract: after step
-``reflow_every * r`` (r = 1..num_reflows) ``after_step`` regenerates the coupling buffer
-(``reflow_pairs`` pairs, ``reflow_steps`` steps of the configured sampler) and the loss switches to
-pairs drawn from it. Train ``(num_reflows + 1) * reflow_every`` steps in all, e.g.
-``unigen train rectified-flow --data digits --steps 6000 --set num_reflows=2 --set reflow_every=2000``.
+``R * r`` (r = 1..num_reflows) ``after_step`` regenerates the coupling buffer (``reflow_pairs`` pairs,
+``reflow_steps`` steps of the configured sampler) and the loss switches to pairs drawn from it. The
+round length R is ``reflow_every`` when set; by default the run (its length comes from the trainer's
+``on_train_start``) is split into num_reflows + 1 equal rounds, e.g.
+``unigen train rectified-flow --data digits --steps 6000 --set num_reflows=2`` reflows after steps
+2000 and 4000.
 The coupling is a buffer, so a resumed run keeps it.
 
 Straightness (Liu et al. Eq. 7), measured along the ODE trajectory from z to x^ before each reflow:
@@ -33,7 +35,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from unigen import DataInfo
+from unigen import DataInfo, UnigenError
 from unigen.plugin import Batch, fraction, nonnegative_int, positive_int
 
 from .flow_matching import FlowMatching, FlowMatchingConfig
@@ -46,7 +48,8 @@ log = logging.getLogger("unigen_flow")
 class RectifiedFlowConfig(FlowMatchingConfig):
     sigma_min: float = fraction(0.0)
     num_reflows: int = nonnegative_int(0)
-    reflow_every: int = positive_int(2000)  # trainer steps per round
+    # trainer steps per round; None: the run split into num_reflows + 1 equal rounds
+    reflow_every: int | None = positive_int(None, optional=True)
     reflow_pairs: int = positive_int(4096)  # size of the coupling
     # ODE steps used to generate the pairs: accurate endpoints matter more than speed here.
     reflow_steps: int = positive_int(50)
@@ -84,6 +87,7 @@ class RectifiedFlow(FlowMatching):
         if k:
             self.register_buffer("coupling_x0", torch.zeros(config.reflow_pairs, *data.shape))  # x^ (data end)
             self.register_buffer("coupling_x1", torch.zeros(config.reflow_pairs, *data.shape))  # z (noise end)
+        self.round_steps: int | None = config.reflow_every  # set from the run's length in on_train_start
 
     def pairs(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Data and fresh noise before the first reflow; afterwards pairs drawn from the coupling."""
@@ -92,10 +96,19 @@ class RectifiedFlow(FlowMatching):
         idx = torch.randint(0, self.config.reflow_pairs, (len(batch),), device=self.coupling_x0.device)
         return self.coupling_x0[idx], self.coupling_x1[idx]
 
+    def on_train_start(self, total_steps: int, step: int) -> None:
+        """Without ``reflow_every``, rounds of total_steps // (num_reflows + 1) steps."""
+        self.round_steps = self.config.reflow_every or max(total_steps // (self.config.num_reflows + 1), 1)
+
     def after_step(self, group: str, step: int) -> None:
-        """Reflow after step ``reflow_every * r`` (``step`` counts from 0) for r = 1..num_reflows."""
+        """Reflow after step ``R * r`` (``step`` counts from 0) for r = 1..num_reflows."""
         r = int(self.reflow_round)
-        if r < self.config.num_reflows and step + 1 == self.config.reflow_every * (r + 1):
+        if r >= self.config.num_reflows:
+            return
+        if self.round_steps is None:
+            raise UnigenError("rectified-flow: set reflow_every, or call on_train_start(total_steps, step) "
+                              "before training outside the trainer, so that reflow rounds can be scheduled")
+        if step + 1 == self.round_steps * (r + 1):
             self.reflow()
 
     @torch.no_grad()
