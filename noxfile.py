@@ -24,7 +24,7 @@ EXAMPLE = ROOT / "tests" / "example-plugin"
 # What each distribution of this repository provides (the core names it when one is not installed).
 CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.json").read_text())["distributions"]
 
-nox.options.sessions = ["lint", "tests", "family", "third_party"]
+nox.options.sessions = ["lint", "tests", "family", "third_party", "scaffold"]
 nox.options.reuse_existing_virtualenvs = True
 SHARED = ROOT / ".nox" / "_shared"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
@@ -64,7 +64,7 @@ def tests(session: nox.Session) -> None:
     """Everything installed: the core tests, the contract over every id, every family's tests."""
     _install(session, ROOT / "unigen-core", *PLUGINS)
     workers = session.posargs or ["-n", "2"]
-    session.run("python", "-m", "pytest", *workers, "tests/core", "tests/contract",
+    session.run("python", "-m", "pytest", *workers, "-m", "not venv", "tests/core", "tests/contract",
                 *[str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()])
 
 
@@ -91,18 +91,40 @@ def family(session: nox.Session, family: str) -> None:
 
 @nox.session
 def third_party(session: nox.Session) -> None:
-    """Install the example plugin as a user would (not editable) and drive it through the CLI."""
-    _install(session, ROOT / "unigen-core")
-    session.install(*PIP, str(EXAMPLE))
+    """The example plugin as a third party uses it: built wheels installed with their dependencies (not
+    editable), driven through the CLI, and its own test suite, which runs the contract kit, copied out of
+    the repository and run there."""
+    _install(session)
+    tmp = Path(session.create_tmp())
+    wheels = tmp / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                str(ROOT / "unigen-core"), str(EXAMPLE))
+    core, example = (next(wheels.glob(f"{name}-*.whl")) for name in ("unigen_core", "unigen_gmm"))
+    session.run("python", "-m", "pip", "uninstall", "-q", "-y", "unigen-core", "unigen-gmm")  # a reused venv
+    session.install("-q", "--no-build-isolation", str(core), f"{example}[test]")  # dependencies resolved
     out = session.run("unigen", "models", "--json", silent=True)
     if "gmm" not in [r["id"] for r in json.loads(out)]:
         session.error("the example plugin's model 'gmm' is not listed")
-    tmp = Path(session.create_tmp())
     run = tmp / "gmm-run"
+    shutil.rmtree(run, ignore_errors=True)
     session.run("unigen", "train", "gmm", "--data", "moons", "--steps", "300", "--out", str(run), "--quiet")
     session.run("unigen", "sample", str(run), "--n", "500", "--out", str(tmp / "gmm.png"))
     session.run("unigen", "eval", str(run), "--json")
-    session.run("python", "-m", "pytest", "-n", "2", "tests/contract", str(EXAMPLE / "tests"))
+    copy = tmp / "example-plugin"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(EXAMPLE / "tests", copy / "tests")  # the tests only: the code is the installed wheel
+    shutil.copy(EXAMPLE / "pyproject.toml", copy)
+    session.chdir(copy)
+    session.run("python", "-m", "pytest", "-n", "2", "-p", "no:cacheprovider")
+
+
+@nox.session
+def scaffold(session: nox.Session) -> None:
+    """`unigen new-plugin` as a new author meets it: a fresh venv holding only the core wheel, the written
+    plugin installed with pip, its tests and `unigen train` (tests/core/test_scaffold.py, marker venv)."""
+    _install(session, ROOT / "unigen-core")
+    session.run("python", "-m", "pytest", "-m", "venv", "-p", "no:cacheprovider", "tests/core/test_scaffold.py")
 
 
 @nox.session

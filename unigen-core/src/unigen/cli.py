@@ -258,6 +258,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_plugin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the plugin and model id, e.g. maf (the distribution is unigen-NAME)")
+    p.add_argument("--dir", default=".", help="where to create the NAME folder (default: here)")
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from .scaffold import new_plugin
+
+    root = new_plugin(args.name, Path(args.dir))
+    print(f"wrote {root}: pip install -e '{root}[test]' && (cd {root} && pytest)")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -269,6 +282,8 @@ COMMANDS: dict[str, Command] = {
     "plugins": ("list installed plugins, their versions, hooks and ids", _json_flag, _cmd_plugins),
     "models": ("list model ids with family, paradigm and logprob capability (default first; a|b: depends on the config)", _json_flag, _cmd_models),
     "datasets": ("list dataset ids", _json_flag, _cmd_datasets),
+    "new-plugin": ("write a ready plugin distribution (model, plugin module, contract tests, noxfile)",
+                   _new_plugin_args, _cmd_new_plugin),
     "train": ("train a model", _train_args, _cmd_train),
     "sample": ("draw samples from a trained run", _sample_args, _cmd_sample),
     "eval": ("evaluate a trained run", _eval_args, _cmd_eval),

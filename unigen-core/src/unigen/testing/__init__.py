@@ -1,7 +1,30 @@
-"""The test kit for plugin suites: :func:`quick_train` and :func:`untrained` (small real training runs)
-and :func:`example_config` (a model's example config, with the runs it builds on trained first)."""
+"""The plugin author's test kit, shipped with unigen-core and loaded by pytest as the ``unigen`` plugin.
 
-from .runs import example_config
-from .training import quick_train, untrained
+- :func:`contract_tests` returns a test class running the whole contract on some model ids
+  (``TestMAF = contract_tests("maf")`` in a test module), and ``pytest --unigen-contract=maf`` runs it
+  without writing a file (:mod:`unigen.testing.plugin`). The checks are in :mod:`unigen.testing.contract`.
+- :mod:`unigen.testing.strategies`: hypothesis strategies for configs, read from the attrs validators.
+- :func:`example_config`: a model's example config, with the runs it builds on (``needs_runs``) trained
+  first (:mod:`unigen.testing.runs`).
+- :func:`quick_train` and :func:`untrained`: small real training runs for "it learns" tests.
 
-__all__ = ["example_config", "quick_train", "untrained"]
+Names are imported on first use, so that pytest loading the plugin does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "contract_tests": "contract", "Contract": "contract", "Case": "contract",
+    "example_config": "runs", "quick_train": "training", "untrained": "training",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'unigen.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)

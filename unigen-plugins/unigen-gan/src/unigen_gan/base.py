@@ -136,7 +136,9 @@ class Adversarial(GenerativeModel, metaclass=ABCMeta):
         return self.generator(z)
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
-        return self.reverse(self.sample_latent(num_samples))
+        """Generated examples; images clamped to the data range (StyleGAN's generator has no tanh)."""
+        x = self.reverse(self.sample_latent(num_samples))
+        return x.clamp(-1, 1) if self.data.is_image else x
 
     @classmethod
     def example_config(cls, data: DataInfo, workdir: Any) -> Any:

@@ -75,15 +75,16 @@ class JEPAConfig:
     ema_steps: int | None = positive_int(None, optional=True)
     loss: str = attrs.field(default="smooth_l1", validator=v.in_(("smooth_l1", "l2")))
 
-    @dim.validator
+    # On the later field of each pair, so that both have passed their own type checks first.
+    @heads.validator
     def _dim(self, attr, value):
-        if value % 4 or value % self.heads:
-            raise ValueError(f"dim {value} must be a multiple of 4 and of heads {self.heads}")
+        if self.dim % 4 or self.dim % value:
+            raise ValueError(f"dim {self.dim} must be a multiple of 4 and of heads {value}")
 
-    @pred_dim.validator
+    @pred_heads.validator
     def _pred_dim(self, attr, value):
-        if value % 4 or value % self.pred_heads:
-            raise ValueError(f"pred_dim {value} must be a multiple of 4 and of pred_heads {self.pred_heads}")
+        if self.pred_dim % 4 or self.pred_dim % value:
+            raise ValueError(f"pred_dim {self.pred_dim} must be a multiple of 4 and of pred_heads {value}")
 
 
 def ema_momentum(step: int, start: float, end: float, steps: int) -> float:

@@ -81,10 +81,10 @@ class TransfusionConfig:
     sampler: str = text_field("heun")
     temperature: float = positive_float(1.0)  # caption sampling
 
-    @dim.validator
+    @heads.validator  # the later field of the pair, so both have passed their own type checks
     def _dim(self, attr, value):
-        if value % 4 or value % self.heads:
-            raise ValueError(f"dim {value} must be a multiple of 4 and of heads {self.heads}")
+        if self.dim % 4 or self.dim % value:
+            raise ValueError(f"dim {self.dim} must be a multiple of 4 and of heads {value}")
 
 
 class Transfusion(GenerativeModel):
