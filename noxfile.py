@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -111,12 +112,12 @@ def third_party(session: nox.Session) -> None:
     session.run("unigen", "train", "gmm", "--data", "moons", "--steps", "300", "--out", str(run), "--quiet")
     session.run("unigen", "sample", str(run), "--n", "500", "--out", str(tmp / "gmm.png"))
     session.run("unigen", "eval", str(run), "--json")
-    copy = tmp / "example-plugin"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(EXAMPLE / "tests", copy / "tests")  # the tests only: the code is the installed wheel
-    shutil.copy(EXAMPLE / "pyproject.toml", copy)
-    session.chdir(copy)
-    session.run("python", "-m", "pytest", "-n", "2", "-p", "no:cacheprovider")
+    with tempfile.TemporaryDirectory(prefix="unigen-third-party-") as outside:  # out of the repository
+        copy = Path(outside) / "example-plugin"
+        shutil.copytree(EXAMPLE / "tests", copy / "tests")  # the tests only: the code is the installed wheel
+        shutil.copy(EXAMPLE / "pyproject.toml", copy)
+        with session.chdir(copy):
+            session.run("python", "-m", "pytest", "-n", "2", "-p", "no:cacheprovider")
 
 
 @nox.session
