@@ -22,9 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +37,8 @@ from . import builtin
 from . import checkpoint as ck
 from . import config as cfg
 from .data import BatchIterator, Dataset
-from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .interrupt import SignalStop
 from .model import GenerativeModel
 from .plugins import Host, default_host
 
@@ -144,40 +143,6 @@ def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
             p.grad = g.view_as(p).clone()
         else:
             p.grad.copy_(g.view_as(p))
-
-
-class _SignalStop:
-    """While training: Ctrl-C, SIGTERM (what schedulers and ``timeout`` send) and SIGHUP end the step
-    under way, save a checkpoint and stop with one line (:class:`unigen.errors.Interrupted`). A second
-    Ctrl-C stops at once. Handlers are installed only in the main thread and restored afterwards."""
-
-    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
-
-    def __init__(self, names: Sequence[str] = NAMES) -> None:
-        self.signums = [getattr(signal, n) for n in names if hasattr(signal, n)]
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> "_SignalStop":
-        if threading.current_thread() is threading.main_thread():
-            for s in self.signums:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def interrupted(self, trainer: "Trainer") -> Interrupted:
-        name = signal.Signals(self.signum).name
-        last = ck.latest_checkpoint(trainer.run_dir) if trainer.run_dir is not None and trainer.is_main else None
-        saved = f"; checkpoint {last} saved, continue with --resume" if last else ""
-        return Interrupted(f"stopped by {name} at step {trainer.step}{saved}", self.signum)
 
 
 class Callback:
@@ -405,7 +370,7 @@ class Trainer:
         ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if ema_avg else None
         minutes = 60 * c.checkpoint_minutes if c.checkpoint_minutes and self.run_dir is not None else math.inf
         next_time = time.monotonic() + minutes
-        stop = _SignalStop() if self.run_dir is not None else _SignalStop(())
+        stop = SignalStop() if self.run_dir is not None else SignalStop(())
         model.on_train_start(c.steps, self.step)
         for cb in self.callbacks:
             cb.on_train_start(self)

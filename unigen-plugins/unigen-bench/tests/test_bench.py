@@ -160,3 +160,15 @@ def test_bench_cli_writes_results_and_pictures(capsys, tmp_path):
     # the run directories are ordinary runs
     assert main(["eval", str(out / "runs" / "vae"), "--metrics", "nll", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nll_kind"] == "bound"
+
+
+@pytest.mark.parametrize("item, named", [("vae.nokey=1", "nokey"), ("nosuch.z_dim=1", "nosuch"),
+                                         ("vae.z_dim=abc", "z_dim"), ("fsq.width=8", "fsq")])
+def test_a_bad_model_setting_is_one_line_before_any_training(tmp_path, capsys, item, named):
+    from unigen.cli import main
+
+    code = main(["bench", "--models", "vae", "--steps", "1", "--out", str(tmp_path / "b"), "--set", item])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and named in lines[0], err
+    assert not (tmp_path / "b").exists()

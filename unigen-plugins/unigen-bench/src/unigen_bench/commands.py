@@ -15,6 +15,24 @@ def _host():
     return default_host()
 
 
+def _check_set(item: str, models: tuple[str, ...] | None) -> None:
+    """``--set ID.KEY=VALUE`` names a model being benched, a key of its config and a value of the
+    key's type, checked before any training."""
+    from unigen import config as cfg
+
+    target, sep, text = item.partition("=")
+    model_id, dot, key = target.strip().partition(".")
+    if not sep or not dot or not key:
+        raise UnigenError(f"--set {item!r}: write MODEL_ID.KEY=VALUE, e.g. ldm.autoencoder=bench/runs/vae")
+    spec = _host().models[model_id]  # an unknown id is one line listing the known ones
+    if models is not None and model_id not in models:
+        raise UnigenError(f"--set {item!r}: {model_id!r} is not among --models {','.join(models)}")
+    fields = cfg.fields_of(spec.model_cls.Config)
+    if key not in fields:
+        raise UnigenError(f"--set {item!r}: unknown {model_id} key {key!r}; known: {', '.join(fields) or 'none'}")
+    cfg.parse_value(fields[key], text.strip())
+
+
 # -- bench --------------------------------------------------------------------------------------------
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="comma-separated model ids (default: every installed id that accepts the data)")
@@ -59,8 +77,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
     for item in args.sets:
-        if "." not in item.split("=", 1)[0]:
-            raise UnigenError(f"--set {item!r}: write MODEL_ID.KEY=VALUE, e.g. ldm.autoencoder=bench/runs/vae")
+        _check_set(item, models)
     given = {"models": models, "data": args.data, "n": args.n, "seed": args.seed, "batch_size": args.batch_size,
              "sample_steps": args.sample_steps, "max_sample_steps": args.max_sample_steps, "metric_seconds": args.metric_seconds, "data_dir": args.data_dir,
              "evaluator": args.evaluator, "device": args.device, "steps": args.steps, "minutes": args.minutes,
