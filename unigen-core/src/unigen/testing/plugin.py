@@ -23,9 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "unigen_contract: a check of the unigen model contract")
-    # xdist workers receive the controller's arguments, the runner included
-    worker = hasattr(config, "workerinput")
-    if config.getoption("unigen_contract") and not worker and str(RUNNER) not in config.args:
+    if config.getoption("unigen_contract") and str(RUNNER) not in config.args:  # xdist workers too
         config.args.append(str(RUNNER))
 
 

@@ -56,6 +56,7 @@ class RealNVP(GenerativeModel):
     paradigm = "likelihood"
     logprob_kind = "exact"
     logprob_discrete = False  # a density on [-1, 1]; the NLL metric dequantizes
+    bijective = True  # forward is f onto N(0, I); logprob is the change of variables of f
     Config = RealNVPConfig
     default_steps = None
     trainer_defaults = {"lr": 1e-3}
