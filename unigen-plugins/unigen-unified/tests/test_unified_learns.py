@@ -12,6 +12,7 @@ from unigen.metrics.mmd import mmd2
 from unigen.testing import quick_train, untrained
 
 N = 1000
+EM_STEPS = 600  # the default 400 steps of phase 1, then 200 with the contrastive term
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +41,30 @@ def test_stochastic_interpolant_learns_moons(overrides, fresh):
     assert _mmd(model, fresh) < 0.4 * _normal(fresh)
 
 
+@pytest.fixture(scope="module")
+def mixture(fresh) -> float:
+    """MMD^2 of a 4-component Gaussian mixture fitted (scikit-learn, EM) to 5,000 training moons: 0.037.
+    A model that passes only 'far below a standard normal' (0.11) may be no better than this."""
+    from sklearn.mixture import GaussianMixture
+
+    gmm = GaussianMixture(4, random_state=0).fit(sample_toy("moons", 5000, seed=1).numpy())
+    return float(mmd2(torch.tensor(gmm.sample(N)[0], dtype=torch.float32), fresh))
+
+
 @pytest.mark.slow
-def test_energy_matching_learns_moons(fresh):
-    model = quick_train("energy-matching", "moons", steps=300, batch_size=256)
-    assert _mmd(model, fresh) < 0.4 * _normal(fresh)
+def test_ebm_learns_moons(fresh, mixture):
+    """Measured: 0.0121 after 600 steps; after 300 it was 0.035, no better than the mixture (0.037)."""
+    model = quick_train("ebm", "moons", steps=600, batch_size=256)
+    assert _mmd(model, fresh) < 0.6 * mixture
+
+
+@pytest.mark.slow
+def test_energy_matching_learns_moons(fresh, mixture):
+    """Phase 1 (OT flow matching on -grad V) then phase 2 (+ the contrastive term): see the module
+    docstring of unigen_unified.energy_matching for the comparison with ``ebm``."""
+    model = quick_train("energy-matching", "moons", steps=EM_STEPS, batch_size=256)  # measured: 0.0142
+    assert int(model.steps_done) == EM_STEPS and model.phase == 2
+    assert _mmd(model, fresh) < 0.6 * mixture
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from unigen import broadcast_t
 from unigen.metrics.mmd import mmd2
 from unigen_unified import Interpolant, get_schedule, register_schedule, schedule_names
 from unigen_unified.data import with_outliers
-from unigen_unified.energy_matching import grid_log_partition, langevin
+from unigen_unified.ebm import grid_log_partition, langevin
 from unigen_unified.unbalanced_ot import relaxed_marginal_weights, weighted_mmd2
 
 SCHEDULES = ["linear", "trig", "vp"]
@@ -177,7 +177,7 @@ def test_grid_normalizer_of_a_standard_gaussian_energy_is_log_two_pi():
 
 def test_energy_model_normalized_logprob_integrates_to_one():
     data = unigen.load_dataset("moons")
-    model = unigen.build_model("energy-matching", data.info, {"hidden": 16, "normalize_grid": 100, "grid_bound": 5.0})
+    model = unigen.build_model("ebm", data.info, {"hidden": 16, "normalize_grid": 100, "grid_bound": 5.0})
     assert model.logprob_kind == "unnormalized"
     with torch.no_grad():
         raw = -model.energy(data.x[:5])
@@ -186,6 +186,20 @@ def test_energy_model_normalized_logprob_integrates_to_one():
         width = 10.0 / 400
         c = -5.0 + width * (torch.arange(400) + 0.5)
         mass = model.logprob(torch.cartesian_prod(c, c)).exp().sum() * width**2  # a finer grid than the normalizer's
+    assert abs(float(mass) - 1) < 0.02
+
+
+def test_energy_matching_normalized_boltzmann_density_integrates_to_one():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("energy-matching", data.info, {"hidden": 16, "normalize_grid": 100, "grid_bound": 5.0,
+                                                              "eps_max": 1.0})
+    with torch.no_grad():
+        x = data.x[:5]
+        shift = -model.potential(x) / model.config.eps_max - model.logprob(x)
+        assert torch.allclose(shift, shift[:1].expand(5))  # log Z: a constant
+        width = 10.0 / 400
+        c = -5.0 + width * (torch.arange(400) + 0.5)
+        mass = model.logprob(torch.cartesian_prod(c, c)).exp().sum() * width**2
     assert abs(float(mass) - 1) < 0.02
 
 
@@ -307,3 +321,77 @@ def test_diffflow_sampling_keeps_the_trained_unroll():
     other.load_state_dict(model.state_dict())
     torch.manual_seed(0)
     assert torch.equal(other.sample(64), model.generate(z, 6))
+
+
+# -- energy matching (Balcerak et al. 2025) ------------------------------------------------------------
+
+
+@given(t_star=st.floats(0.05, 1.0), eps_max=st.floats(1e-3, 1.0), t=st.floats(-1.0, 1.0))
+def test_energy_matching_temperature_is_zero_far_from_data_and_eps_max_past_it(t_star, eps_max, t):
+    from unigen_unified.energy_matching import temperature
+
+    eps = temperature(t, t_star, eps_max)
+    assert 0 <= eps <= eps_max
+    if t >= t_star:
+        assert eps == 0
+    if t <= 0:
+        assert eps == eps_max
+    if 0 < t < t_star:  # the linear ramp
+        assert math.isclose(eps, eps_max * (t_star - t) / t_star, rel_tol=1e-12)
+
+
+@given(n=st.integers(1, 6), seed=st.integers(0, 1000))
+def test_ot_pairs_is_the_cheapest_assignment(n, seed):
+    import itertools
+
+    from unigen_unified.energy_matching import ot_pairs
+
+    gen = torch.Generator().manual_seed(seed)
+    x0, x1 = (torch.randn(n, 2, generator=gen, dtype=torch.float64) for _ in range(2))
+    paired = ot_pairs(x0, x1)
+    assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, x1.tolist()))  # a permutation of x1
+    best = min(sum(float((x0[i] - x1[p[i]]).pow(2).sum()) for i in range(n)) for p in itertools.permutations(range(n)))
+    assert math.isclose(float((x0 - paired).pow(2).sum()), best, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_energy_matching_velocity_is_minus_the_gradient_of_one_scalar():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("energy-matching", data.info, {"hidden": 16, "depth": 2})
+    x = torch.randn(7, 2, requires_grad=True)
+    (want,) = torch.autograd.grad(model.potential(x).sum(), x)
+    assert model.potential(x).shape == (7,)
+    assert torch.allclose(model.grad_potential(x.detach()), want)
+    # Its Jacobian is symmetric: a gradient field has no curl.
+    jac = torch.autograd.functional.jacobian(lambda y: model.grad_potential(y[None], create_graph=True)[0], x[0].detach())
+    assert torch.allclose(jac, jac.T, atol=1e-6)
+
+
+def test_energy_matching_phase_one_is_ot_flow_matching_and_phase_two_adds_the_contrastive_term():
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("energy-matching", data.info, {"hidden": 16, "depth": 2, "phase1_steps": 2,
+                                                              "mcmc_steps": 3})
+    batch = data.batch(slice(0, 32))
+    x0 = batch.x
+    torch.manual_seed(0)
+    loss = model.loss(batch)
+    # L_OT by hand: the same draws, in the same order.
+    torch.manual_seed(0)
+    from unigen_unified.energy_matching import ot_pairs
+
+    x1 = ot_pairs(x0, torch.randn_like(x0))
+    t = torch.rand(32, 1)
+    xt = ((1 - t) * x0 + t * x1 + model.config.sigma * torch.randn_like(x0)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.potential(xt).sum(), xt)
+    assert torch.allclose(loss, (grad - (x1 - x0)).pow(2).sum(1).mean(), rtol=1e-5)
+    assert model.phase == 1
+    model.after_step("main", 0)
+    model.after_step("main", 1)
+    assert model.phase == 2
+    torch.manual_seed(0)
+    mixed = model.loss(batch)
+    torch.manual_seed(0)
+    fm = model.flow_matching_loss(x0)
+    negatives = model.negatives(x0)
+    cd = model.potential(x0).mean() - model.potential(negatives).mean()
+    assert torch.allclose(mixed, fm + model.config.cd_weight * cd, rtol=1e-5)
+    assert not torch.allclose(mixed, fm)

@@ -4,7 +4,10 @@
   Vanden-Eijnden 2023); flow matching and the VP diffusion path are two of its schedules.
 - ``diffflow``: score matching and an adversarial term mixed by lambda (lambda=1: a score model,
   lambda=0: a GAN).
-- ``energy-matching``: a scalar energy trained contrastively and sampled by Langevin MCMC.
+- ``energy-matching``: one scalar potential V(x) whose gradient flow carries noise to data (trained by
+  OT flow matching on -grad V) and whose Boltzmann density exp(-V/eps) holds the data (a contrastive
+  term added in a second phase), sampled with a time-dependent temperature (Balcerak et al. 2025).
+- ``ebm``: a scalar energy trained contrastively and sampled by Langevin MCMC (Du & Mordatch 2019).
 - ``wasserstein-flow`` / ``unbalanced-ot``: a transport map moved by JKO steps on an MMD, balanced or
   with a mass relaxation that discounts outliers.
 """

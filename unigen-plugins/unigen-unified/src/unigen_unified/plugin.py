@@ -4,6 +4,7 @@ from unigen.plugin import DatasetSpec, ModelSpec, hookimpl
 
 from .data import load_moons_outliers
 from .diffflow import DiffFlow
+from .ebm import EBM
 from .energy_matching import EnergyMatching
 from .stochastic_interpolant import StochasticInterpolant
 from .unbalanced_ot import UnbalancedOT
@@ -17,6 +18,8 @@ def unigen_register_models(register):
     register(ModelSpec(id="diffflow", model_cls=DiffFlow,
                        description="score matching + adversarial term mixed by lambda (Zhang et al. 2023)"))
     register(ModelSpec(id="energy-matching", model_cls=EnergyMatching,
+                       description="one scalar potential: OT flow matching, then + contrastive term (Balcerak et al. 2025)"))
+    register(ModelSpec(id="ebm", model_cls=EBM,
                        description="energy-based model, contrastive loss, Langevin chains (Du & Mordatch 2019)"))
     register(ModelSpec(id="wasserstein-flow", model_cls=WassersteinFlow,
                        description="pushforward map moved by JKO steps on an MMD (Mokrov et al. 2021)"))
