@@ -64,6 +64,7 @@ from unigen.plugin import Batch, GenerativeModel, nonnegative_float, nonnegative
 from .ebm import grid_log_partition
 from .networks import vector_mlp
 
+
 def ot_pairs(x0: Tensor, x1: Tensor) -> Tensor:
     """x1 reordered so that (x0[i], x1[i]) is the exact OT assignment of the two batches under the
     squared Euclidean cost (the minibatch coupling of OT-CFM). x0, x1: (B, *D) -> (B, *D)."""
