@@ -25,7 +25,7 @@ EXAMPLE = ROOT / "tests" / "example-plugin"
 # What each distribution of this repository provides (the core names it when one is not installed).
 CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.json").read_text())["distributions"]
 
-nox.options.sessions = ["lint", "tests", "family", "third_party", "scaffold"]
+nox.options.sessions = ["lint", "typecheck", "tests", "family", "third_party", "scaffold"]
 nox.options.reuse_existing_virtualenvs = True
 SHARED = ROOT / ".nox" / "_shared"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
@@ -58,6 +58,13 @@ def _install(session: nox.Session, *paths: Path, editable: bool = True) -> None:
 def lint(session: nox.Session) -> None:
     _install(session)
     session.run("python", "-m", "ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the core and the example plugin, as shipped (py.typed); settings in pyproject.toml."""
+    _install(session, ROOT / "unigen-core", EXAMPLE)
+    session.run("python", "-m", "mypy", "unigen-core/src/unigen", str(EXAMPLE / "src" / "unigen_gmm"))
 
 
 @nox.session

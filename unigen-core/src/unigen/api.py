@@ -89,7 +89,9 @@ class Run:
         if n <= 0:
             raise UnigenError(f"--n must be positive, got {n}")
         torch.manual_seed(seed)
-        return sample_chunked(self.model, n, steps, chunk, host=host)
+        x = sample_chunked(self.model, n, steps, chunk, host=host)
+        assert x is not None  # no out file: the samples are returned
+        return x
 
     def eval(
         self, metrics: str | Iterable[str] | None = None, *, n: int = 1000, seed: int = 0, data_dir: str | None = None,
@@ -132,7 +134,8 @@ def load_run(
     sampler, a truncation, a prompt)."""
     record = read_run(run_dir)
     try:
-        info = DataInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["data"].items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record["data"].items()}
+        info = DataInfo(**fields)
         model_id, values = record["model"], record["model_config"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{run_dir}/run.json is incomplete or malformed: {exc}") from None

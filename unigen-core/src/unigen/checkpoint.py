@@ -191,8 +191,8 @@ def write_checkpoint(
             last = latest_checkpoint(run_dir)
         except CheckpointError:
             last = None
-        keep = f"; last good checkpoint: {last}" if last else ""
-        raise CheckpointWriteError(f"cannot write checkpoint {name} in {root}: {reason}{keep}") from None
+        note = f"; last good checkpoint: {last}" if last else ""
+        raise CheckpointWriteError(f"cannot write checkpoint {name} in {root}: {reason}{note}") from None
     rotate(root, keep, protect=name)
     return final
 

@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .api import load_run
 from .data.sources import check_data_dir, dataset_spec
@@ -24,11 +24,12 @@ from .malloc import tune
 from .metrics.evaluator import stderr_log
 from .plugins import GROUP, PluginWarning, default_host
 from .registry import provider_of
+from .scaffold import new_plugin
 from .training import train
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -214,7 +215,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     x = sample_chunked(run.model, args.n, args.steps, args.batch_size, host=_host(),
                        out=out if out.suffix == ".npy" else None)
-    if out.suffix != ".npy":
+    if x is not None:  # None: written straight into the .npy file
         save_samples(x, out)
     print(f"wrote {args.n} samples to {out}")
     return 0
@@ -264,8 +265,6 @@ def _new_plugin_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
-    from .scaffold import new_plugin
-
     root = new_plugin(args.name, Path(args.dir))
     print(f"wrote {root}: pip install -e '{root}[test]' && (cd {root} && pytest)")
     return 0

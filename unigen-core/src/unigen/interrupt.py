@@ -40,6 +40,7 @@ class SignalStop:
             signal.signal(s, handler)
 
     def interrupted(self, trainer: Any) -> Interrupted:
+        assert self.signum is not None  # called only after a signal arrived
         name = signal.Signals(self.signum).name
         last = ck.latest_checkpoint(trainer.run_dir) if trainer.run_dir is not None and trainer.is_main else None
         saved = f"; checkpoint {last} saved, continue with --resume" if last else ""

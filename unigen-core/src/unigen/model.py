@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import attrs
 import torch
@@ -208,15 +208,15 @@ class GenerativeModel(nn.Module):
         self.unsupported("latent", "it has no latent space")
 
     # -- helpers ------------------------------------------------------------------------------
-    def unsupported(self, op: str, reason: str) -> Any:
+    def unsupported(self, op: str, reason: str) -> NoReturn:
         raise UnsupportedOperation(f"{self.model_id} does not support {op}: {reason}")
 
     @property
     def device(self) -> torch.device:
         for t in self.parameters():
             return t.device
-        for t in self.buffers():
-            return t.device
+        for b in self.buffers():
+            return b.device
         return torch.device("cpu")
 
     @property

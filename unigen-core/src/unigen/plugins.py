@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -82,7 +82,7 @@ class Host:
 
     # -- registration -------------------------------------------------------------------------
     def fill_registries(self) -> None:
-        hooks = [
+        hooks: list[tuple[str, Registry[Any]]] = [
             ("unigen_register_models", self.models),
             ("unigen_register_datasets", self.datasets),
             ("unigen_register_samplers", self.samplers),
@@ -235,17 +235,17 @@ def get_plugin_manager(
     core's own defaults (the same way as any plugin), register ``plugins`` given here (tests), then
     ``check_pending()`` so a misspelt hook name fails loudly.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     pm = pluggy.PluginManager("unigen")
     pm.add_hookspecs(hookspecs)
     host = Host(pm)
-    for name in _split(env.get(ENV_BLOCK, "")):
+    for name in _split(environ.get(ENV_BLOCK, "")):
         pm.set_blocked(name)
         host.blocked.append(name)
     if autoload is None:
-        autoload = not env.get(ENV_NO_AUTOLOAD)
+        autoload = not environ.get(ENV_NO_AUTOLOAD)
     if autoload:
-        allow = _split(env[ENV_ALLOW]) if ENV_ALLOW in env else None
+        allow = _split(environ[ENV_ALLOW]) if ENV_ALLOW in environ else None
         _load_entry_points(host, allow)
     pm.register(builtin, name=CORE)
     host.dists[CORE] = "unigen-core (built in)"

@@ -12,11 +12,14 @@ import functools
 import importlib.resources
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
 from .errors import UnigenError, UnknownId
+
+if TYPE_CHECKING:  # annotations only
+    from .model import GenerativeModel
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,7 +49,7 @@ class ModelSpec:
     """A model id and the class that builds it (``model_cls.Config`` is its config class)."""
 
     id: str
-    model_cls: type = attrs.field(validator=_config_is_attrs)
+    model_cls: type[GenerativeModel] = attrs.field(validator=_config_is_attrs)
     description: str = ""
     plugin: str = ""  # filled in by the host: the plugin that registered it
 
@@ -106,7 +109,14 @@ class MetricSpec:
     plugin: str = ""
 
 
-S = TypeVar("S")
+class _Spec(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def plugin(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Spec)
 
 
 class Registry(Generic[S]):
@@ -119,7 +129,7 @@ class Registry(Generic[S]):
 
     def callback(self, plugin: str) -> Callable[[S], None]:
         def register(spec: S) -> None:
-            spec = attrs.evolve(spec, plugin=plugin)
+            spec = attrs.evolve(spec, plugin=plugin)  # type: ignore[misc]  # every spec is an attrs class
             old = self._items.get(spec.id)
             if old is not None:
                 raise UnigenError(

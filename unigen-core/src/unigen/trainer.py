@@ -448,7 +448,8 @@ class Trainer:
         if self.ema is None:
             return [], []
         averaged = {n for n, _ in self.model.named_parameters(remove_duplicate=False)} | self.model.ema_buffers()
-        avg, copy = [], []
+        avg: list[tuple[Tensor, Tensor]] = []
+        copy: list[tuple[Tensor, Tensor]] = []
         for (name, live), e in zip(self.model.state_dict(keep_vars=True).items(), self.ema):
             (avg if name in averaged and e.is_floating_point() else copy).append((e, live.detach()))
         return avg, copy

@@ -73,7 +73,7 @@ def train(
         record = read_run(out)
         if record["model"] != model or record["dataset"] != data_spec.id:
             raise UnigenError(f"{out} holds a {record['model']} run on {record['dataset']}, not {model} on {data_spec.id}")
-        old = cfg.from_dict(spec.model_cls.Config, record["model_config"], what=f"{model} config")
+        old: Any = cfg.from_dict(spec.model_cls.Config, record["model_config"], what=f"{model} config")
         recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in record["trainer"].items()}
         model_cfg, given = _split(spec, items, old, recorded)
         fixed = [k for k in cfg.fields_of(type(old)) if getattr(model_cfg, k) != getattr(old, k)]

@@ -132,3 +132,17 @@ def test_cli_rejects_an_unknown_section(capsys, monkeypatch):
     assert "unknown section 'nope'" in capsys.readouterr().err
 
 
+def test_the_command_prints_the_text_report(capsys, monkeypatch):
+    """`unigen speed` without --json formats the report (the sections themselves are stubbed: their
+    measurements are checked above)."""
+    import unigen_bench.speed as speed
+
+    monkeypatch.setenv("UNIGEN_MALLOC", "system")
+    ctx = timing.Context(host=default_host())
+    core = samplers.core_sampler_steps(ctx, (4, 1, 2, 2), steps=3, repeats=2)
+    monkeypatch.setattr(speed, "run", lambda ctx, sections: {
+        "meta": {**_meta(ctx), "seconds": 0.1},
+        "samplers": {"shape": [4, 1, 2, 2], "core": core, "models": {}, "diffusers": {"error": "not installed"}}})
+    assert main(["speed", "--sections", "samplers"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("unigen speed") and "euler" in out

@@ -23,7 +23,7 @@ class Batch:
 
     def to(self, device: Any) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.x), move(self.y), move(self.text))
+        return Batch(self.x.to(device, non_blocking=True), move(self.y), move(self.text))
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -152,6 +152,7 @@ class BatchIterator:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             perm = torch.randperm(len(self.data), generator=g)
             self._perm, self._perm_epoch = (perm if self.stream else perm.to(self.device)), epoch
+        assert self._perm is not None
         return self._perm
 
     def _read(self, epoch: int, position: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -162,7 +163,7 @@ class BatchIterator:
             pick = lambda t: None if t is None else torch.as_tensor(t[idx])  # noqa: E731
         else:
             pick = lambda t: None if t is None else t.index_select(0, idx)  # noqa: E731
-        return pick(self._x), pick(self._y), pick(self._text)
+        return torch.as_tensor(self._x[idx]) if self.stream else self._x.index_select(0, idx), pick(self._y), pick(self._text)
 
     def _fetch(self, epoch: int, position: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
         if not self.stream:

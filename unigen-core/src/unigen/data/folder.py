@@ -94,7 +94,7 @@ def index_folder(root: Path, image_size: int | None, channels: int | None, verif
         raise DataError(f"no such folder: {root}")
     own = [root / "train", root / "test"]
     layouts = {"train": _layout(own[0]), "test": _layout(own[1])} if all(d.is_dir() for d in own) else {"all": _layout(root)}
-    classes = layouts.get("all", layouts.get("train"))[2]
+    classes = (layouts["all"] if "all" in layouts else layouts["train"])[2]
     if "test" in layouts and layouts["test"][2] != classes:
         raise DataError(f"{root}: train/ and test/ have different class folders ({classes} and {layouts['test'][2]})")
     files = [f for fs, _, _ in layouts.values() for f in fs]

@@ -219,7 +219,7 @@ def take(data: Dataset, index: Tensor) -> Dataset:
 def dataset_spec(name: str, host: Any, *, image_size: int | None = None, channels: int | None = None,
                  stream: bool | None = None) -> DatasetSpec:
     """A registered dataset, or the :class:`Source` that ``name`` names, as a :class:`DatasetSpec`."""
-    options = {"image_size": image_size, "channels": channels, "stream": stream}
+    options: dict[str, Any] = {"image_size": image_size, "channels": channels, "stream": stream}
     if name in host.datasets:
         given = [k for k, val in options.items() if val is not None]
         if given:

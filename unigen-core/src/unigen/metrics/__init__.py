@@ -42,7 +42,7 @@ class EvalContext:
     evaluator: str | None = None  # a TorchScript feature extractor; None: the dataset's evaluator CNN
     evaluator_seed: int = 0  # which cached evaluator CNN
     log: Any = None  # callable(str) for progress messages (e.g. training the evaluator), or None
-    cache: dict[str, Any] = attrs.field(factory=dict)  # samples and features shared between metrics
+    cache: dict[Any, Any] = attrs.field(factory=dict)  # samples and features shared between metrics
     # time.perf_counter() after which NLL and sampling stop taking new batches (None: no limit)
     deadline: float | None = None
 

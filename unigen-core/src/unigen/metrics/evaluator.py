@@ -64,7 +64,7 @@ class EvaluatorNet(nn.Module):
         super().__init__()
         w = 16
         self.arch = {"channels": channels, "height": height, "width": width, "num_classes": num_classes}
-        self.body = nn.Sequential(
+        self.body: nn.Sequential = nn.Sequential(
             nn.Conv2d(channels, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, H/2, W/2)
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 2w, H/4, W/4)
             nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
@@ -75,6 +75,7 @@ class EvaluatorNet(nn.Module):
         # Features are reported as body(x) * feature_scale, with the scale set after training so that
         # their mean square over the training split is 1: a choice of units that keeps FID and KID
         # readable (unscaled ReLU features of this net reach tens, and KID's cubic kernel cubes them).
+        self.feature_scale: Tensor
         self.register_buffer("feature_scale", torch.ones(()))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

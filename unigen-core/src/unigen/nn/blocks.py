@@ -154,10 +154,10 @@ class UNet(nn.Module):
         for c in reversed(chans):
             self.up.append(ResBlock(ch + c, c, tdim))
             ch = c
-        self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(),
-                                 nn.Conv2d(ch, out_channels or in_channels, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        head = nn.Conv2d(ch, out_channels or in_channels, 3, padding=1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)  # type: ignore[arg-type]  # a Conv2d built with bias=True has one
+        self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), head)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         temb = self.temb(t)

@@ -60,6 +60,7 @@ def pmf_sums_to_one(model: GenerativeModel, host: Any, tol: float = 1e-3) -> Non
     """sum_v P(v) = 1 over every image of the model's (small) discrete data."""
     info = model.data
     k = info.levels
+    assert k is not None, "a pmf check needs discrete data"
     values = torch.tensor(list(itertools.product(range(k), repeat=info.dim)), dtype=torch.get_default_dtype())
     x = (values / (k - 1) * 2 - 1).view(-1, *info.shape).to(model.device)  # levels -> [-1, 1]
     total = float(ops.logprob(model, x, host=host).double().exp().sum())

@@ -9,13 +9,13 @@ from typing import Any
 
 from .. import checkpoint
 from ..errors import UnigenError
-from ..model import DataInfo
+from ..model import DataInfo, GenerativeModel
 from ..plugins import Host, default_host
 from ..registry import provider_of
 from .training import quick_train
 
 
-def example_config(model_cls: type, data: DataInfo, workdir: Any, *, host: Host | None = None, steps: int = 5) -> Any:
+def example_config(model_cls: type[GenerativeModel], data: DataInfo, workdir: Any, *, host: Host | None = None, steps: int = 5) -> Any:
     """``model_cls.example_config(data, workdir)``, after training in ``workdir/<field>`` a tiny run of
     every model the class declares in ``needs_runs``. A needed model that no installed plugin provides is
     a :class:`unigen.UnigenError` naming what to install (the contract test skips that model)."""

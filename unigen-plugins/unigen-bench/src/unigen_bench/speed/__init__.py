@@ -44,6 +44,7 @@ import torch
 from .compile import section_compile
 from .memory import section_malloc, section_memory
 from .overhead import section_trainer_overhead
+from .report import format_report
 from .samplers import section_samplers, section_samples_per_sec
 from .scaling import section_scaling
 from .timing import SECTIONS, Context, _error
@@ -86,3 +87,6 @@ def run(ctx: Context, sections: Iterable[str] = SECTIONS) -> dict[str, Any]:
     report["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     report["meta"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return report
+
+
+__all__ = ["SECTIONS", "Context", "format_report", "run"]
