@@ -166,6 +166,27 @@ def test_a_model_uses_the_host_it_was_built_with():
         get_sampler("only-here")  # the default host does not have it
 
 
+def test_the_plugin_guide_names_only_the_author_tier():
+    """docs/writing-a-plugin.md: every ``unigen.X`` it names and every ``from unigen... import`` in its
+    code is part of ``unigen.plugin`` (the test kit is ``unigen.plugin.testing``)."""
+    import re
+
+    from unigen.plugin import testing
+
+    text = (ROOT / "docs" / "writing-a-plugin.md").read_text()
+    bad = []
+    for dotted in re.findall(r"\bunigen(?:\.[A-Za-z_]\w*)+", text):
+        parts = dotted.split(".")[1:]
+        ok = parts[0] == "plugin" and (len(parts) == 1 or parts[1] in TIERS["unigen.plugin"])
+        if ok and len(parts) > 2 and parts[1] == "testing":
+            ok = parts[2] in testing.__all__ or parts[2] == "strategies"
+        if not ok:
+            bad.append(dotted)
+    for module, names in re.findall(r"from (unigen[\w.]*) import ([\w, ]+)", text):
+        bad += [f"{module}.{n.strip()}" for n in names.split(",") if module != "unigen.plugin" or n.strip() not in TIERS["unigen.plugin"]]
+    assert not bad, bad
+
+
 def _all_cycles():  # a helper for reading the graph by hand: python tests/core/test_structure.py
     graph = _core_graph()
     while (cycle := _cycle(graph)) is not None:

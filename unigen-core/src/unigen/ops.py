@@ -10,29 +10,31 @@ from typing import Any
 
 from torch import Tensor
 
+from .data import Batch
+from .model import GenerativeModel
 from .plugins import Host, default_host
 
 
-def _host(host: Host | None, model: Any) -> Host:
+def _host(host: Host | None, model: GenerativeModel) -> Host:
     """The host given, else the one the model was built with, else the default host."""
     return host or getattr(model, "host", None) or default_host()
 
 
-def forward(model: Any, x: Tensor, t: Tensor | None = None, *, host: Host | None = None) -> Any:
+def forward(model: GenerativeModel, x: Tensor, t: Tensor | None = None, *, host: Host | None = None) -> Any:
     return _host(host, model).call("unigen_forward", model=model, x=x, t=t)
 
 
-def reverse(model: Any, z: Tensor, steps: int | None = None, *, host: Host | None = None) -> Tensor:
+def reverse(model: GenerativeModel, z: Tensor, steps: int | None = None, *, host: Host | None = None) -> Tensor:
     return _host(host, model).call("unigen_reverse", model=model, z=z, steps=steps)
 
 
-def loss(model: Any, batch: Any, group: str | None = None, *, host: Host | None = None) -> Any:
+def loss(model: GenerativeModel, batch: Batch, group: str | None = None, *, host: Host | None = None) -> Any:
     return _host(host, model).call("unigen_loss", model=model, batch=batch, group=group)
 
 
-def sample(model: Any, num_samples: int, steps: int | None = None, *, host: Host | None = None) -> Tensor:
+def sample(model: GenerativeModel, num_samples: int, steps: int | None = None, *, host: Host | None = None) -> Tensor:
     return _host(host, model).call("unigen_sample", model=model, num_samples=num_samples, steps=steps)
 
 
-def logprob(model: Any, x: Tensor, *, host: Host | None = None) -> Tensor:
+def logprob(model: GenerativeModel, x: Tensor, *, host: Host | None = None) -> Tensor:
     return _host(host, model).call("unigen_logprob", model=model, x=x)
