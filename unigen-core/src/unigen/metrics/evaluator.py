@@ -1,5 +1,10 @@
-"""The evaluator network: a small CNN classifier trained on the dataset itself, whose features and
-class probabilities feed FID, KID, the Inception Score and precision/recall.
+"""The evaluator network: a small CNN trained on the dataset itself, whose features (and class
+probabilities, when the data has classes) feed FID, KID, the Inception Score and precision/recall.
+
+Labelled data: the CNN is a classifier. Unlabelled data (a folder without class sub-folders, an
+array): the same CNN body is trained self-supervised on the training split (SimCLR; why, and how
+good it is, in :mod:`unigen.metrics.contrastive`). It has no class probabilities, so the Inception
+Score, which needs classes, reports None with the reason.
 
 Inception-v3 (the network of FID, Heusel et al. 2017) was trained on ImageNet photographs; on 8x8
 grayscale digits its features say little, and its weights must be downloaded. So, as is usual for
@@ -18,9 +23,12 @@ with w = 16 (an epoch of 28x28 images stays cheap on a CPU; 8x8 digits still rea
 Training: Adam, cosine learning rate, max(600 steps, ``epochs`` epochs) at batch 128, with a seeded
 generator for the initialisation and the batch order, so the same seed gives the same weights.
 
-Cache: ``$UNIGEN_CACHE/evaluators/<dataset>-<seed>-v<VERSION>.safetensors`` (default ``~/.cache/unigen``),
-written atomically (temporary file, fsync, rename), read with safetensors (no pickle); the test
-accuracy and the architecture live in the file's metadata.
+Cache: ``$UNIGEN_CACHE/evaluators/<name>-<key>.safetensors`` (default ``~/.cache/unigen``), where
+``key`` is a sha256 over the training split's content (the stored bytes of every example, their
+dtype and shape, the labels) and the evaluator settings (kind, seed, training length, VERSION): two
+folders or arrays under the same name never share an evaluator, and the same data under another
+name does. Written atomically (temporary file, fsync, rename), read with safetensors (no pickle);
+the test accuracy and the architecture live in the file's metadata.
 
 A user with other feature weights (a local Inception, say) passes ``--evaluator FILE``: an exported
 program (``torch.export.save``, ``FILE.pt2``, exported with a dynamic batch dimension) or a
@@ -34,6 +42,7 @@ Inception-v3 whose weights the user has.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -48,7 +57,7 @@ from torch import Tensor, nn
 from ..data.sources import dataset_spec
 from ..errors import DataError, UnigenError
 
-VERSION = 2  # bump when the network or its training changes: old cache files are then ignored
+VERSION = 3  # bump when the network or its training changes: old cache files are then ignored
 FEATURES = 128
 
 
@@ -58,7 +67,8 @@ def cache_dir() -> Path:
 
 
 class EvaluatorNet(nn.Module):
-    """The small CNN described in the module docstring."""
+    """The small CNN described in the module docstring. ``num_classes = 0``: self-supervised, the
+    head is SimCLR's projection MLP (used only in training) and there are no logits."""
 
     def __init__(self, channels: int, height: int, width: int, num_classes: int) -> None:
         super().__init__()
@@ -71,26 +81,30 @@ class EvaluatorNet(nn.Module):
             nn.Flatten(),  # (B, 2w * H/4 * W/4)
             nn.Linear(2 * w * (height // 4) * (width // 4), FEATURES), nn.ReLU(),
         )
-        self.head = nn.Linear(FEATURES, num_classes)
+        self.head = (nn.Linear(FEATURES, num_classes) if num_classes else
+                     nn.Sequential(nn.Linear(FEATURES, FEATURES), nn.ReLU(), nn.Linear(FEATURES, FEATURES // 2)))
         # Features are reported as body(x) * feature_scale, with the scale set after training so that
         # their mean square over the training split is 1: a choice of units that keeps FID and KID
         # readable (unscaled ReLU features of this net reach tens, and KID's cubic kernel cubes them).
         self.feature_scale: Tensor
         self.register_buffer("feature_scale", torch.ones(()))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Images (B, C, H, W) in [-1, 1] -> (features (B, 128), logits (B, classes))."""
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Images (B, C, H, W) in [-1, 1] -> (features (B, 128), logits (B, classes) or None)."""
         f = self.body(x)
-        return f * self.feature_scale, self.head(f)
+        return f * self.feature_scale, (self.head(f) if self.arch["num_classes"] else None)
 
 
 class Evaluator:
     """Features and class probabilities of images, computed in batches.
 
-    ``accuracy`` is the network's accuracy on the dataset's test split (None for a user's module).
+    ``accuracy`` is the network's accuracy on the dataset's test split (None for a user's module and
+    for the self-supervised evaluator of unlabelled data). ``no_classes`` says why there are no class
+    probabilities when there are none.
     """
 
-    def __init__(self, net: nn.Module, name: str, accuracy: float | None, has_logits: bool = True) -> None:
+    def __init__(self, net: nn.Module, name: str, accuracy: float | None, has_logits: bool = True,
+                 no_classes: str = "the evaluator has no class probabilities (a features-only module)") -> None:
         # an exported program's module has no train/eval switch: it is already in inference form
         with contextlib.suppress(NotImplementedError, RuntimeError):
             net.eval()
@@ -98,6 +112,7 @@ class Evaluator:
         self.name = name
         self.accuracy = accuracy
         self.has_logits = has_logits
+        self.no_classes = no_classes
 
     def to(self, device: Any) -> "Evaluator":
         self.net.to(device)
@@ -161,7 +176,7 @@ def train_net(train, test, seed: int = 0, epochs: int = 3, batch_size: int = 128
             if step >= steps:
                 break
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            _, logits = net(train.x[idx])
+            _, logits = net(train.floats(idx))
             loss = nn.functional.cross_entropy(logits, train.y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -169,14 +184,20 @@ def train_net(train, test, seed: int = 0, epochs: int = 3, batch_size: int = 128
             sched.step()
             step += 1
     net.eval()
-    with torch.no_grad():
-        mean_square = sum(float(net.body(train.x[i : i + 1000]).pow(2).sum()) for i in range(0, n, 1000))
-        net.feature_scale.fill_((mean_square / (n * FEATURES)) ** -0.5)
+    set_feature_scale(net, train)
     accuracy = test_accuracy(net, test)
     if log is not None:
         log(f"evaluator for {train.info.name!r}: {steps} steps in {time.perf_counter() - started:.0f} s, "
             f"test accuracy {accuracy:.4f}")
     return net, accuracy
+
+
+@torch.no_grad()
+def set_feature_scale(net: EvaluatorNet, train, chunk: int = 1000) -> None:
+    """Scale the features so that their mean square over the training split is 1."""
+    n = len(train)
+    mean_square = sum(float(net.body(train.floats(slice(i, i + chunk))).pow(2).sum()) for i in range(0, n, chunk))
+    net.feature_scale.fill_((mean_square / (n * FEATURES)) ** -0.5)
 
 
 @torch.no_grad()
@@ -188,7 +209,7 @@ def test_accuracy(net: nn.Module, test, batch_size: int = 1000) -> float:
     return correct / len(test)
 
 
-def _save_atomic(net: EvaluatorNet, accuracy: float, path: Path) -> None:
+def _save_atomic(net: EvaluatorNet, accuracy: float | None, path: Path) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +221,7 @@ def _save_atomic(net: EvaluatorNet, accuracy: float, path: Path) -> None:
     os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one, never half
 
 
-def _load(path: Path) -> tuple[EvaluatorNet, float]:
+def _load(path: Path) -> tuple[EvaluatorNet, float | None]:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -210,33 +231,77 @@ def _load(path: Path) -> tuple[EvaluatorNet, float]:
         arch = json.loads(meta["arch"])
         net = EvaluatorNet(**arch)
         net.load_state_dict(load_file(str(path)), strict=True)
-        return net.eval(), float(meta["test_accuracy"])
+        return net.eval(), (None if meta["test_accuracy"] == "None" else float(meta["test_accuracy"]))
     except Exception as exc:  # a corrupt or foreign cache file: say which, the caller retrains
         raise UnigenError(f"cannot read cached evaluator {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
+def content_key(train, settings: dict[str, Any], chunk: int = 4096) -> str:
+    """sha256 (hex) over a split's content (the stored bytes of every example, dtype, shape, levels,
+    labels) and ``settings``: the evaluator cache key. Reads the data once, in chunks."""
+    import numpy as np
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    raw = train.raw
+    h.update(repr((tuple(raw.shape), str(getattr(raw, "dtype", "")), train.info.levels)).encode())
+    for start in range(0, len(train), chunk):
+        part = raw[start : start + chunk]
+        h.update(np.ascontiguousarray(part.numpy() if isinstance(part, Tensor) else np.asarray(part)).tobytes())
+    if train.y is not None:
+        h.update(b"labels" + train.y.numpy().astype("int64").tobytes())
+    return h.hexdigest()
+
+
+NO_CLASSES = "the data has no class labels, so the evaluator is self-supervised and has no class probabilities"
 
 
 def dataset_evaluator(dataset: str, host: Any, *, seed: int = 0, data_dir: str | None = None,
                       log: Any = None, epochs: int = 3) -> Evaluator:
     """The cached evaluator of ``dataset`` for ``seed``, trained (and cached) on first use."""
-    path = cache_dir() / f"{dataset}-{seed}-v{VERSION}.safetensors"
+    spec = dataset_spec(dataset, host)
+    train = spec.load("train", data_dir)
+    return data_evaluator(train, lambda: spec.load("test", data_dir), seed=seed, log=log, epochs=epochs)
+
+
+def data_evaluator(train, test: Any, *, seed: int = 0, log: Any = None, epochs: int = 3,
+                   steps: int | None = None) -> Evaluator:
+    """The cached evaluator of the training split ``train`` (a classifier when it has labels, else
+    self-supervised), trained on first use. ``test``: the test split, or a callable loading it
+    (only needed to train a classifier). ``steps``: None for max(600, ``epochs`` epochs)."""
+    if not train.info.is_image:
+        raise DataError(f"dataset {train.info.name!r} is not images: FID, KID, IS and precision/recall need an image evaluator")
+    labelled = train.y is not None and bool(train.info.num_classes)
+    steps = steps or max(600, epochs * max(1, len(train) // 128))
+    settings = {"version": VERSION, "kind": "classifier" if labelled else "simclr", "seed": seed, "steps": steps}
+    key = content_key(train, settings)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in train.info.name)[-40:] or "data"
+    path = cache_dir() / f"{slug}-{key[:20]}.safetensors"
+    what = f"{train.info.name} CNN (seed {seed})" if labelled else f"{train.info.name} self-supervised CNN (seed {seed})"
+    build = (lambda net, acc: Evaluator(net, what, acc)) if labelled else (
+        lambda net, acc: Evaluator(net, what, None, has_logits=False, no_classes=NO_CLASSES))
     if path.exists():
         try:
-            net, acc = _load(path)
-            return Evaluator(net, f"{dataset} CNN (seed {seed})", acc)
+            return build(*_load(path))
         except UnigenError as exc:
             if log is not None:
                 log(f"{exc}; training it again")
-
-    spec = dataset_spec(dataset, host)
-    train, test = spec.load("train", data_dir), spec.load("test", data_dir)
-    if not train.info.is_image:
-        raise DataError(f"dataset {dataset!r} is not images: FID, KID, IS and precision/recall need an image evaluator")
     if log is not None:
-        log(f"training the evaluator classifier for {dataset!r} (once; cached in {path})")
+        how = "classifier" if labelled else "self-supervised (SimCLR) evaluator"
+        log(f"training the evaluator {how} for {train.info.name!r} (once; cached in {path})")
     with torch.random.fork_rng(devices=[]):
-        net, acc = train_net(train, test, seed=seed, epochs=epochs, log=log)
+        if labelled:
+            test = test() if callable(test) else test
+            net, acc = train_net(train, test, seed=seed, steps=steps, log=log)
+        else:
+            from .contrastive import train_contrastive
+
+            c, h, w = train.info.shape
+            torch.manual_seed(seed)
+            net, acc = EvaluatorNet(c, h, w, 0), None
+            train_contrastive(net, train, seed=seed, steps=steps, log=log)
+            set_feature_scale(net, train)
     _save_atomic(net, acc, path)
-    return Evaluator(net, f"{dataset} CNN (seed {seed})", acc)
+    return build(net, acc)
 
 
 def user_evaluator(path: str | Path) -> Evaluator:

@@ -7,9 +7,10 @@ They share one pass over the data and one pass over the model, cached on the :cl
   at once, so memory holds the (n, F) feature matrix and one chunk of images, never all n images.
   With ``ctx.deadline`` the drawing stops after the chunk that passes it (``sample_n`` says how many).
 
-Features come from the dataset's evaluator classifier (:mod:`unigen.metrics.evaluator`) or from the
-user's TorchScript module (``--evaluator FILE.pt``). A metric that cannot be computed (a model that
-cannot sample, vector data, an unlabelled dataset) reports its keys as None with the reason.
+Features come from the dataset's evaluator (:mod:`unigen.metrics.evaluator`: a classifier when the
+data has labels, a self-supervised CNN when it has none) or from the user's module (``--evaluator
+FILE``). A metric that cannot be computed (a model that cannot sample, vector data, the Inception
+Score without classes) reports its keys as None with the reason.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def reference(ctx: "EvalContext") -> Features:
         ev = evaluator(ctx)
         train = ctx.split("train")
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(ctx.seed))[: min(ctx.n, len(train))]
-        f, p = ev(train.x[idx], ctx.batch_size)
+        f, p = ev(train.floats(idx), ctx.batch_size)
         ctx.cache[key] = Features(f, p)
     return ctx.cache[key]
 
@@ -142,7 +143,7 @@ def inception(ctx: "EvalContext") -> dict[str, Any]:
     def compute(ctx):
         real, gen = reference(ctx), generated(ctx)
         if gen.probs is None or real.probs is None:
-            raise DataError("the evaluator has no class probabilities (a features-only module)")
+            raise DataError(evaluator(ctx).no_classes)
         mean, std = scores.inception_score(gen.probs)
         return {"is": mean, "is_std": std, "is_data": scores.inception_score(real.probs)[0], **_common(ctx, gen)}
     return _guarded(*KEYS["is"], compute, ctx)
