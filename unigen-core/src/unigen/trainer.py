@@ -370,7 +370,9 @@ class Trainer:
         ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if ema_avg else None
         minutes = 60 * c.checkpoint_minutes if c.checkpoint_minutes and self.run_dir is not None else math.inf
         next_time = time.monotonic() + minutes
-        stop = SignalStop() if self.run_dir is not None else SignalStop(())
+        # One process stops on a signal by itself; under torchrun the ranks could stop at different steps
+        # (one waiting in an all-reduce for another that has left), so the launcher's handling stays.
+        stop = SignalStop() if self.run_dir is not None and self.world_size == 1 else SignalStop(())
         model.on_train_start(c.steps, self.step)
         for cb in self.callbacks:
             cb.on_train_start(self)
