@@ -295,7 +295,7 @@ class Contract:
         for model in (a, b):
             torch.manual_seed(5)
             loss = ops.loss(model, batch, host=case.host)
-            losses.append({k: float(v) for k, v in (loss if isinstance(loss, dict) else {"main": loss}).items()})
+            losses.append({k: v.item() for k, v in (loss if isinstance(loss, dict) else {"main": loss}).items()})
         assert losses[0] == losses[1]
 
     def test_training_steps_then_the_checkpoint_loads_back_equal(self, case: Case, tmp_path: Any) -> None:
@@ -317,5 +317,5 @@ class Contract:
         for m in (model.eval(), loaded):
             torch.manual_seed(7)
             loss = ops.loss(m, batch, host=case.host)
-            outs.append({k: float(v) for k, v in (loss if isinstance(loss, dict) else {"main": loss}).items()})
+            outs.append({k: v.item() for k, v in (loss if isinstance(loss, dict) else {"main": loss}).items()})
         assert outs[0] == outs[1], "the loaded model computes another loss"
