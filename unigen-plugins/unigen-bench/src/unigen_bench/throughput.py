@@ -102,7 +102,7 @@ def throughput(ctx: "metrics.EvalContext") -> dict[str, Any]:
         out.update({"samples_per_sec": None, "samples_per_sec_reason": str(exc)})
     try:
         trainer_cfg = cfg.from_dict(TrainerConfig, dict(ctx.record.get("trainer", {})), what="trainer config")
-        trainer_cfg = attrs.evolve(trainer_cfg, device=ctx.model.device.type)
+        trainer_cfg = attrs.evolve(trainer_cfg, device=ctx.model.device.type)  # type: ignore[call-arg]  # TrainerConfig has its own __init__, which mypy's attrs support does not follow
         was_training = ctx.model.training
         out.update(training_throughput(ctx.model, ctx.split("train"), trainer_cfg, host=ctx.host))
         ctx.model.train(was_training)

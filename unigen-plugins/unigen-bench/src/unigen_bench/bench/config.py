@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from unigen.plugin import UnigenError
+from unigen.plugin import GenerativeModel, UnigenError
 
 # --quick: ~25 models in under 10 minutes on 2 CPU cores.
 QUICK = {"data": "digits", "minutes": 0.12, "n": 500, "max_sample_steps": 50, "metric_seconds": 10.0}
@@ -68,7 +68,7 @@ def time_limit(seconds: float | None, what: str):
 
     The exception is never raised inside an import (a lazy ``import sympy`` cut in half would leave a
     broken module behind for every later model): the alarm is then re-armed for a moment later."""
-    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    usable = seconds is not None and seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable:
         yield
         return
@@ -79,6 +79,7 @@ def time_limit(seconds: float | None, what: str):
             return
         raise MetricTimeout(f"{what} ran past {seconds:.0f} s")
 
+    assert seconds is not None
     old = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -97,7 +98,7 @@ def select_models(host: Any, data: str, ids: tuple[str, ...] | None) -> list[Any
     return [s for s in host.models.values() if kind in s.model_cls.data_kinds]
 
 
-def sampling_steps(model_cls: type, c: BenchConfig) -> tuple[int | None, str]:
+def sampling_steps(model_cls: type[GenerativeModel], c: BenchConfig) -> tuple[int | None, str]:
     """The steps passed to ``sample`` and how the table shows them."""
     default = model_cls.default_steps
     if c.sample_steps is not None:

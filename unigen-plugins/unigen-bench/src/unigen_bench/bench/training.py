@@ -11,6 +11,7 @@ import attrs
 
 from unigen import Callback, Trainer, TrainerConfig
 from unigen import config as cfg
+from unigen.plugin import GenerativeModel
 
 from .config import MIN_STEPS, BenchConfig, MetricTimeout, TooSlow, time_limit
 
@@ -39,7 +40,7 @@ def train(model: Any, data: Any, tc: TrainerConfig, run_dir: Path, c: BenchConfi
             clock = _StepClock()
             try:
                 with time_limit(budget / 2, "probe"):
-                    Trainer(probe, data, attrs.evolve(tc, steps=3, log_every=3), quiet=True, host=host,
+                    Trainer(probe, data, _with(tc, steps=3, log_every=3), quiet=True, host=host,
                             callbacks=[clock]).fit()
             except MetricTimeout:
                 raise TooSlow(f"three training steps take more than half of the {budget:.0f} s budget") from None
@@ -55,7 +56,7 @@ def train(model: Any, data: Any, tc: TrainerConfig, run_dir: Path, c: BenchConfi
                 break
             steps += max(1, extra)
             t0 = time.perf_counter()
-            trainer = Trainer(model, data, attrs.evolve(tc, steps=steps, log_every=max(1, min(50, steps))),
+            trainer = Trainer(model, data, _with(tc, steps=steps, log_every=max(1, min(50, steps))),
                               run_dir=run_dir, quiet=True, host=host, dataset_name=c.data, data_dir=c.data_dir)
             done = trainer.resume() and trainer.step
             record = trainer.fit()
@@ -63,6 +64,7 @@ def train(model: Any, data: Any, tc: TrainerConfig, run_dir: Path, c: BenchConfi
     seconds = time.perf_counter() - started
     model.eval()
     losses = {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("loss/")}
+    assert trainer is not None  # the loop runs at least once
     return {"steps": trainer.step, "seconds": seconds, "final_loss": losses, "batch_size": tc.batch_size,
             "steps_per_sec": rate}
 
@@ -79,7 +81,11 @@ class _StepClock(Callback):
         return (len(t) - 1) / max(t[-1] - t[0], 1e-9) if len(t) > 1 else 0.0
 
 
-def trainer_config(model_cls: type, c: BenchConfig) -> TrainerConfig:
+def _with(tc: TrainerConfig, **changes: Any) -> TrainerConfig:
+    return attrs.evolve(tc, **changes)
+
+
+def trainer_config(model_cls: type[GenerativeModel], c: BenchConfig) -> TrainerConfig:
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in model_cls.trainer_defaults.items()}
     values.update(seed=c.seed, device=c.device, steps=c.steps or 1, checkpoint_every=0, keep_checkpoints=1)
     if c.batch_size is not None:

@@ -24,9 +24,10 @@ def compile_networks(model: nn.Module) -> int:
     k = 0
     for name, child in list(model.named_children()):
         if isinstance(child, (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)):
+            container: Any = child
             for sub_name, sub in list(child.named_children()):  # containers are iterated, not called
                 if type(sub).forward is not nn.Module.forward and any(True for _ in sub.parameters()):
-                    child[int(sub_name) if isinstance(child, nn.ModuleList) else sub_name] = torch.compile(sub, dynamic=False)
+                    container[int(sub_name) if isinstance(child, nn.ModuleList) else sub_name] = torch.compile(sub, dynamic=False)
                     k += 1
         elif type(child).forward is not nn.Module.forward and any(True for _ in child.parameters()):
             setattr(model, name, torch.compile(child, dynamic=False))

@@ -76,7 +76,7 @@ def section_memory(ctx: "Context") -> dict[str, Any]:
     # grows with N (the evaluator is trained and cached by the first run, before the measured ones)
     fid_cmd = [*cli, "eval", str(run), "--metrics", "fid", "--json", "--n"]
     subprocess.run([*fid_cmd, "200"], capture_output=True, text=True)
-    fid_rows = []
+    fid_rows: list[dict[str, Any]] = []
     for n in sizes:
         ctx.log(f"memory: unigen eval --metrics fid --n {n}")
         rss, code, err = _peak_rss_mb([*fid_cmd, str(n)])

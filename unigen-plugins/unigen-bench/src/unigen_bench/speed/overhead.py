@@ -64,6 +64,7 @@ class BareLoop:
             batch = Batch(x.index_select(0, idx), None if y is None else y.index_select(0, idx))
             opt.zero_grad(set_to_none=True)
             loss = model.loss(batch, self.group)
+            assert isinstance(loss, torch.Tensor)  # one parameter group: one scalar
             loss.backward()
             opt.step()
         sync(self.device)

@@ -160,7 +160,7 @@ def section_samplers(ctx: "Context") -> dict[str, Any]:
 
 
 # -- section: samples per second ---------------------------------------------------------------------------
-def _dataset_for(model_cls: type, ctx: "Context") -> Dataset:
+def _dataset_for(model_cls: type[GenerativeModel], ctx: "Context") -> Dataset:
     """digits for image models, moons for vector ones, else the first registered dataset of a kind
     the model takes."""
 

@@ -22,6 +22,8 @@ def section_scaling(ctx: "Context") -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     conv_id = pick_overhead_models(ctx.host, ctx.overhead_model)
+    if conv_id is None:
+        return {"error": "no model to train"}
     digits = load_dataset("digits", host=ctx.host)
     try:
         torch.manual_seed(0)
