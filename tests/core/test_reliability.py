@@ -392,6 +392,10 @@ def test_sigterm_saves_a_checkpoint_and_stops_with_one_line(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 200):
         time.sleep(0.05)
+    # a second trainer on the live run is refused, naming the first (its metrics are not touched)
+    second = subprocess.run([sys.executable, "-m", "unigen", "train", "vae", *TINY, "--steps", "100000", "--out", str(run),
+                             "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"pid {proc.pid}" in one_line(2, second.stderr), second.stderr
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + getattr(signal, sig), err

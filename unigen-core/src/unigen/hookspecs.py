@@ -60,8 +60,9 @@ hookimpl = pluggy.HookimplMarker("unigen")
 def unigen_register_models(register: Callable[..., None]) -> None:
     """Register model ids. Called once per plugin manager.
 
-    :param register: ``register(spec)`` with a :class:`unigen.registry.ModelSpec`. A duplicate id is
-        refused with an error naming both plugins.
+    :param register: ``register(spec)`` with a :class:`unigen.registry.ModelSpec`. An id that two
+        plugins register is refused from both, with one warning naming both distributions and the
+        ``UNIGEN_BLOCK_PLUGINS`` setting that keeps the other; ``model_cls.Config`` must be an attrs class.
     """
 
 
