@@ -147,13 +147,15 @@ def test_disk_full_is_one_line_leaves_no_temporary_entries_and_resume_works(caps
 
 def test_stale_temporary_entries_are_cleaned_at_start(capsys, tmp_path, trained):
     run = copy_run(trained, tmp_path)
-    (run / "checkpoints" / ".tmp-step_00000006-99999").mkdir()
-    (run / "checkpoints" / ".tmp-step_00000006-99999" / "model.safetensors").write_bytes(b"x")
-    (run / "checkpoints" / ".latest.tmp-99999").write_text("step_00000006")
-    (run / ".run.json.tmp-99999").write_text("{")
+    dead = 999999999  # above any pid_max: no such process
+    (run / "checkpoints" / f".tmp-step_00000006-{dead}").mkdir()
+    (run / "checkpoints" / f".tmp-step_00000006-{dead}" / "model.safetensors").write_bytes(b"x")
+    (run / "checkpoints" / f".latest.tmp-{dead}").write_text("step_00000006")
+    (run / f".run.json.tmp-{dead}").write_text("{")
+    (run / f".eval.json.tmp-{os.getppid()}").write_text("{")  # a live reader's write in progress stays
     code, _, err = train(capsys, run, "--steps", "6", "--resume")
     assert code == 0, err
-    assert sorted(p.name for p in run.rglob(".*tmp*")) == []
+    assert sorted(p.name for p in run.rglob(".*tmp*")) == [f".eval.json.tmp-{os.getppid()}"]
 
 
 # -- 11. state.pt: one line for a crafted pickle, a tampered step is refused ------------------------------

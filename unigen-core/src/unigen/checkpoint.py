@@ -69,16 +69,36 @@ def write_text_atomic(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def _writer_alive(name: str) -> bool:
+    """Whether the process whose pid ends a temporary entry's name (``.x.tmp-PID``) still runs: a
+    reader (``unigen eval`` writing eval.json) may be mid-write while a trainer starts."""
+    pid = name.rsplit("-", 1)[-1]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    return True
+
+
 def clean_stale(run_dir: Path) -> list[str]:
-    """Remove the temporary entries an interrupted writer left (``.tmp-*``, ``.old-*``, ``.NAME.tmp-*``).
-    Call it only while holding the run's lock (:mod:`unigen.runlock`); returns what was removed."""
+    """Remove the temporary entries (``.tmp-*``, ``.old-*``, ``.NAME.tmp-*``) that a killed writer left;
+    an entry of a process that still runs is kept. Call it only while holding the run's lock
+    (:mod:`unigen.runlock`); returns what was removed."""
     removed = []
     for folder in (Path(run_dir), Path(run_dir) / CKPT_DIR):
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
-            if p.name.startswith((".tmp-", ".old-")) or (p.name.startswith(".") and ".tmp-" in p.name):
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            temporary = p.name.startswith((".tmp-", ".old-")) or (p.name.startswith(".") and ".tmp-" in p.name)
+            if temporary and not _writer_alive(p.name):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
                 removed.append(p.name)
     return removed
 
