@@ -22,6 +22,7 @@ ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent for p in (ROOT / "unigen-plugins").glob("unigen-*/pyproject.toml"))
 FAMILIES = [p.name.removeprefix("unigen-") for p in PLUGINS]
 EXAMPLE = ROOT / "tests" / "example-plugin"
+EXAMPLE_LOGGER = ROOT / "tests" / "example-logger"
 # What each distribution of this repository provides (the core names it when one is not installed).
 CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.json").read_text())["distributions"]
 
@@ -114,12 +115,16 @@ def third_party(session: nox.Session) -> None:
     core, example = (next(wheels.glob(f"{name}-*.whl")) for name in ("unigen_core", "unigen_gmm"))
     session.run("python", "-m", "pip", "uninstall", "-q", "-y", "unigen-core", "unigen-gmm")  # a reused venv
     session.install("-q", "--no-build-isolation", str(core), f"{example}[test]")  # dependencies resolved
+    session.install(*PIP, str(EXAMPLE_LOGGER))  # a third-party logger, from its source
     out = session.run("unigen", "models", "--json", silent=True)
     if "gmm" not in [r["id"] for r in json.loads(out)]:
         session.error("the example plugin's model 'gmm' is not listed")
     run = tmp / "gmm-run"
     shutil.rmtree(run, ignore_errors=True)
-    session.run("unigen", "train", "gmm", "--data", "moons", "--steps", "300", "--out", str(run), "--quiet")
+    session.run("unigen", "train", "gmm", "--data", "moons", "--steps", "300", "--out", str(run), "--quiet",
+                "--logger", "example")  # a third-party logger, found through unigen_register_loggers
+    if not (run / "example-logger.jsonl").exists():
+        session.error("the example logger received nothing")
     session.run("unigen", "sample", str(run), "--n", "500", "--out", str(tmp / "gmm.png"))
     session.run("unigen", "eval", str(run), "--json")
     with tempfile.TemporaryDirectory(prefix="unigen-third-party-") as outside:  # out of the repository

@@ -91,7 +91,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps({"plugins": rows, "failed": failed, "blocked": host.blocked, "refused": refused}, indent=2))
         return 0
     table = [{"plugin": r["name"], "distribution": r["distribution"],
-              "ids": ", ".join(i for k in ("models", "datasets", "samplers", "metrics") for i in r.get(k, []))}
+              "ids": ", ".join(i for k in ("models", "datasets", "samplers", "metrics", "loggers") for i in r.get(k, []))}
              for r in rows]
     _print_table(table, ["plugin", "distribution", "ids"])
     for f in failed:
@@ -142,7 +142,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--keep-checkpoints", type=int)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (on a terminal) or lines (off one)")
+    p.add_argument("--logger", dest="loggers", action="append", default=[], metavar="ID",
+                   help="send losses, lr, steps/s, gradient norms and sample grids to a logger: csv, "
+                        "tensorboard, wandb or a plugin's (metrics.jsonl is always written); repeatable")
+    p.add_argument("--sample-every", type=int, default=0, metavar="N",
+                   help="every N steps, a grid of samples from fixed noise into RUN_DIR/samples/ and the loggers")
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -170,7 +175,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
              "keep_checkpoints": args.keep_checkpoints, "flip": True if args.flip else None}
     sets = [*args.sets, *(f"trainer.{k}={v}" for k, v in flags.items() if v is not None)]
     run = train(args.model, _data_spec(args, host), out=args.out, resume=args.resume, config=args.config, sets=sets,
-                data_dir=args.data_dir, quiet=args.quiet, host=host)
+                data_dir=args.data_dir, quiet=args.quiet, host=host, loggers=args.loggers,
+                sample_every=args.sample_every)
     if run is not None:  # rank 0
         last = _last_record(run.run_dir)
         losses = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("loss/"))

@@ -91,6 +91,14 @@ def unigen_register_metrics(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def unigen_register_loggers(register: Callable[..., None]) -> None:
+    """Register training loggers for ``unigen train --logger ID``. Called once per plugin manager.
+
+    :param register: ``register(spec)`` with a :class:`unigen.registry.LoggerSpec`.
+    """
+
+
+@hookspec
 def unigen_register_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add subcommands to ``unigen`` (as llm's ``register_commands``). Called once per parser.
 

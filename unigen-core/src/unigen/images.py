@@ -37,6 +37,16 @@ def points_picture(x: Tensor, size: int = 256, lim: float = 3.0) -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def picture(x: Tensor) -> np.ndarray | None:
+    """Samples as one uint8 picture: a grid of images (H, W[, 3]) or a density of 2-D points; None
+    for anything else (vectors of other sizes, tokens)."""
+    if x.dim() == 4:
+        return image_grid(x, scale=4 if x.shape[-1] <= 16 else 2)
+    if x.dim() == 2 and x.shape[1] == 2:
+        return points_picture(x)
+    return None
+
+
 def save_samples(x: Tensor, path: str | Path) -> Path:
     """Save samples as a PNG picture or a .npy array, chosen by the file's suffix."""
     from PIL import Image
@@ -45,11 +55,8 @@ def save_samples(x: Tensor, path: str | Path) -> Path:
     if path.suffix == ".npy":
         np.save(path, x.detach().cpu().numpy())
     elif path.suffix == ".png":
-        if x.dim() == 4:
-            arr = image_grid(x, scale=4 if x.shape[-1] <= 16 else 2)
-        elif x.dim() == 2 and x.shape[1] == 2:
-            arr = points_picture(x)
-        else:
+        arr = picture(x)
+        if arr is None:
             raise UnigenError(f"cannot draw samples of shape {tuple(x.shape[1:])} as PNG; use --out FILE.npy")
         Image.fromarray(arr).save(path)
     else:

@@ -2,7 +2,7 @@
 (and the user tier, ``unigen``) and from nowhere else in unigen.
 
 - hooks and specs: :data:`hookimpl`, :class:`ModelSpec`, :class:`DatasetSpec`, :class:`SamplerSpec`,
-  :class:`MetricSpec`;
+  :class:`MetricSpec`, :class:`LoggerSpec` (with :class:`Logger`, the base of a training logger);
 - the model contract: :class:`GenerativeModel`, :class:`DataInfo`, :class:`NoConfig`,
   :func:`broadcast_t`, :class:`Batch`, :class:`Dataset`, :func:`to_levels`, :func:`from_levels`;
 - config fields: :func:`positive_int`, :func:`probability`, :func:`sampler`, ... (:mod:`unigen.fields`);
@@ -41,6 +41,7 @@ from .fields import (
     text_field,
 )
 from .hookspecs import hookimpl
+from .loggers import Logger
 from .metrics.mmd import SCALES as MMD_SCALES
 from .metrics.mmd import mmd2, rbf_kernel
 from .metrics.nll import bin_width, dequantize
@@ -48,11 +49,11 @@ from .model import DataInfo, GenerativeModel, NoConfig, broadcast_t
 from .nn import MLP, ConvDecoder, ConvEncoder, TimeEmbedding, TransformerBlock, UNet, sinusoidal_embedding
 from .nn.blocks import spatial_sizes
 from .plugins import get_sampler
-from .registry import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec, provider_of
+from .registry import DatasetSpec, LoggerSpec, MetricSpec, ModelSpec, SamplerSpec, provider_of
 
 __all__ = [
     # hooks and specs
-    "hookimpl", "DatasetSpec", "MetricSpec", "ModelSpec", "SamplerSpec",
+    "hookimpl", "DatasetSpec", "LoggerSpec", "MetricSpec", "ModelSpec", "SamplerSpec", "Logger",
     # the model contract
     "Batch", "DataInfo", "Dataset", "GenerativeModel", "NoConfig", "broadcast_t", "from_levels", "to_levels",
     # config fields

@@ -32,7 +32,7 @@ from importlib_metadata import entry_points
 
 from . import builtin, hookspecs
 from .errors import ConfigError, UnigenError
-from .registry import DatasetSpec, MetricSpec, ModelSpec, Registry, SamplerSpec
+from .registry import DatasetSpec, LoggerSpec, MetricSpec, ModelSpec, Registry, SamplerSpec
 
 GROUP = "unigen"
 ENV_ALLOW = "UNIGEN_PLUGINS"
@@ -76,6 +76,7 @@ class Host:
         self.datasets: Registry[DatasetSpec] = Registry("dataset")
         self.samplers: Registry[SamplerSpec] = Registry("sampler")
         self.metrics: Registry[MetricSpec] = Registry("metric")
+        self.loggers: Registry[LoggerSpec] = Registry("logger")
         self.failures: list[PluginFailure] = []
         self.dists: dict[str, str] = {}  # plugin name -> "dist version"
         self.blocked: list[str] = []
@@ -87,6 +88,7 @@ class Host:
             ("unigen_register_datasets", self.datasets),
             ("unigen_register_samplers", self.samplers),
             ("unigen_register_metrics", self.metrics),
+            ("unigen_register_loggers", self.loggers),
         ]
         staged: dict[str, list[tuple[Registry, Any]]] = {}
         for name in self.plugin_names():
@@ -158,7 +160,7 @@ class Host:
 
     def ids_of(self, plugin: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for reg in (self.models, self.datasets, self.samplers, self.metrics):
+        for reg in (self.models, self.datasets, self.samplers, self.metrics, self.loggers):
             ids = [s.id for s in reg.values() if s.plugin == plugin]
             if ids:
                 out[reg.what + "s"] = ids

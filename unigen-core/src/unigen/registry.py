@@ -109,6 +109,19 @@ class MetricSpec:
     plugin: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class LoggerSpec:
+    """A training logger for ``--logger ID``: ``create(run_dir) -> unigen.trainer.Callback``, usually
+    a :class:`unigen.loggers.Logger`, which receives every logged scalar and every picture. ``create``
+    checks what the logger needs (its package) and writes nothing; writing starts at
+    ``on_train_start``."""
+
+    id: str
+    create: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
 class _Spec(Protocol):
     @property
     def id(self) -> str: ...

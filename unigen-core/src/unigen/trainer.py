@@ -20,7 +20,6 @@ rate (its scheduler is not stepped; its state is brought up to date when saved).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 import time
@@ -152,6 +151,7 @@ class Callback:
     def on_step_end(self, trainer: "Trainer", step: int) -> None: ...
     def on_log(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
     def on_checkpoint(self, trainer: "Trainer", path: Path) -> None: ...
+    def on_image(self, trainer: "Trainer", name: str, image: Any) -> None: ...  # uint8 (H, W[, 3])
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
 
@@ -176,6 +176,11 @@ class Trainer:
         self.data = data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
+        if self.run_dir is not None and rank == 0:
+            from .loggers import JsonlLogger  # metrics.jsonl: always on, once
+
+            if not any(isinstance(cb, JsonlLogger) for cb in self.callbacks):
+                self.callbacks.insert(0, JsonlLogger(self.run_dir))
         self.quiet = quiet
         self.dataset_name = dataset_name or data.info.name
         self.data_dir = data_dir
@@ -317,13 +322,27 @@ class Trainer:
             record[f"loss/{name}"] = float(mean)
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         record["steps_per_sec"] = steps_done / max(time.perf_counter() - started, 1e-9)
+        for name, norm in self._grad_norms.items():
+            record[f"grad_norm/{name}"] = float(norm)
         self.last_record = record
-        if self.run_dir is not None and self.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
         for cb in self.callbacks:
             cb.on_log(self, record)
+        if self._plain:
+            print(self._line(record), file=sys.stderr, flush=True)
         return record
+
+    def _line(self, record: Mapping[str, Any]) -> str:
+        """The plain progress line off a terminal: step, losses, steps/s, ETA."""
+        rate = record["steps_per_sec"]
+        left = int((self.config.steps - self.step) / max(rate, 1e-9))
+        losses = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith("loss/"))
+        eta = f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
+        return f"step {self.step}/{self.config.steps} {losses} {rate:.3g} steps/s ETA {eta}"
+
+    def log_image(self, name: str, image: Any) -> None:
+        """Send a picture (uint8, (H, W) or (H, W, 3)) to every callback's ``on_image`` (the loggers)."""
+        for cb in self.callbacks:
+            cb.on_image(self, name, image)
 
     def _check_finite(self, losses: Mapping[str, list[Tensor]], steps: Mapping[str, list[int]]) -> dict[str, Tensor]:
         """Stack the losses of the interval per group, raise on the first non-finite one, return each
@@ -365,6 +384,8 @@ class Trainer:
         losses: dict[str, list[Tensor]] = {g: [] for g in group_names}  # this interval's losses, on the device
         loss_steps: dict[str, list[int]] = {g: [] for g in group_names}
         bar = self._progress()
+        self._plain = bar is None and not self.quiet and self.is_main  # off a terminal: a line per log
+        self._grad_norms: dict[str, Tensor] = {}
         started, steps_done = time.perf_counter(), 0
         ema_avg, ema_copy = self._ema_pairs()
         ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if ema_avg else None
@@ -379,6 +400,7 @@ class Trainer:
         with stop:
             while self.step < c.steps:
                 batch = next(self.batches)
+                log_next = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
                 for group in every_step or model.active_groups(self.step):
                     opt = self.optimizers[group]
                     opt.zero_grad(set_to_none=True)
@@ -390,6 +412,9 @@ class Trainer:
                         loss.backward(inputs=params[group])
                     if self.world_size > 1:
                         _all_reduce_mean(params[group], self.world_size)
+                    if log_next:  # the gradient norm of the logged step (no sync until it is logged)
+                        self._grad_norms[group] = torch.nn.utils.get_total_norm(
+                            [p.grad for p in params[group] if p.grad is not None])
                     if c.grad_clip:
                         torch.nn.utils.clip_grad_norm_(params[group], c.grad_clip)
                     opt.step()

@@ -49,14 +49,17 @@ def _split(spec: Any, items: Sequence[str | tuple[str, Any]], base_model: Any, b
 def train(
     model: str, data: str | DatasetSpec = "digits", *, out: str | Path | None = None, resume: bool = False,
     config: str | Path | Mapping[str, Any] | None = None, sets: Iterable[str] = (), data_dir: str | None = None,
-    callbacks: Sequence[Callback] = (), quiet: bool = False, host: Host | None = None, **settings: Any,
+    loggers: Iterable[str] = (), sample_every: int = 0, callbacks: Sequence[Callback] = (), quiet: bool = False,
+    host: Host | None = None, **settings: Any,
 ) -> Any:
     """Train registered model ``model`` on ``data`` (a dataset id, your own data as ``PATH`` or
     ``KIND:PATH``, or a :class:`DatasetSpec`) into run directory ``out`` (default
     ``runs/MODEL-DATA``) and return the trained run (:class:`unigen.Run`: ``.model``,
     ``.sample(n)``, ``.eval(metrics)``, ``.run_dir``), e.g. ``unigen.train("ddpm", steps=2000)``.
 
-    ``settings``: model or trainer settings by name (``steps=2000, z_dim=16``); ``resume``: continue
+    ``settings``: model or trainer settings by name (``steps=2000, z_dim=16``); ``loggers``: logger
+    ids (``"csv"``, ``"tensorboard"``, ``"wandb"``; :mod:`unigen.loggers`); ``sample_every``: a grid
+    of samples from fixed noise into ``RUN/samples`` and to the loggers every N steps; ``resume``: continue
     the run in ``out`` from its newest checkpoint. Nothing is written before every setting, the data
     and the model have been checked.
     """
@@ -94,8 +97,11 @@ def train(
     train_set.check_finite()
     torch.manual_seed(given.get("seed", TrainerConfig().seed))
     net = build_model(model, train_set.info, model_cfg, host=host)
+    from .loggers import make_callbacks
+
+    extra = make_callbacks(host, loggers, out, sample_every=sample_every) if dist.is_main else []
     trainer = Trainer(net, train_set, trainer_config(net, given), run_dir=out, quiet=quiet, host=host,
-                      dataset_name=data_spec.id, data_dir=data_dir, callbacks=callbacks, rank=dist.rank,
+                      dataset_name=data_spec.id, data_dir=data_dir, callbacks=[*callbacks, *extra], rank=dist.rank,
                       world_size=dist.world_size)
     # Everything that can fail on a user's mistake has run: only now is the run directory written,
     # by one process at a time (rank 0 holds its lock; a failed start leaves no run.json behind).

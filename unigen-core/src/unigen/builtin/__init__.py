@@ -38,6 +38,14 @@ def unigen_register_samplers(register):
 
 
 @hookimpl
+def unigen_register_loggers(register):
+    from ..loggers import BUILTIN as BUILTIN_LOGGERS
+
+    for spec in BUILTIN_LOGGERS:
+        register(spec)
+
+
+@hookimpl
 def unigen_register_metrics(register):
     for spec in BUILTIN_METRICS:
         register(spec)

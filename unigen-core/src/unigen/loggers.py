@@ -1,0 +1,210 @@
+"""Training loggers: trainer callbacks found by name (``unigen train --logger ID``, repeatable).
+
+A logger receives every record the trainer logs (each loss group ``loss/G``, ``lr``,
+``steps_per_sec`` and ``grad_norm/G``: the gradient norm of group G at the logged step) through
+:meth:`Logger.log_scalars`, and every picture (the ``--sample-every`` grids) through
+:meth:`Logger.log_image`. Loggers are registered through ``unigen_register_loggers`` with a
+:class:`unigen.registry.LoggerSpec`; built in:
+
+``jsonl``        ``RUN/metrics.jsonl``, one JSON record per log step (always on when there is a run dir)
+``csv``          ``RUN/metrics.csv``, one row per log step
+``tensorboard``  event files in ``RUN/tensorboard`` (``torch.utils.tensorboard``; needs ``tensorboard``)
+``wandb``        Weights & Biases under ``RUN/wandb``, offline unless ``WANDB_MODE`` says otherwise
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UnigenError
+from .registry import LoggerSpec
+from .trainer import Callback
+
+
+class Logger(Callback):
+    """A callback that receives scalars and pictures; override :meth:`log_scalars`,
+    :meth:`log_image`, and :meth:`start`/:meth:`close` to open and close what it writes to."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def start(self, trainer: Any) -> None:
+        """Called when training starts (the run directory exists): open files, connections."""
+
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """``scalars``: ``loss/G``, ``lr``, ``steps_per_sec``, ``grad_norm/G``, ... at ``step``."""
+
+    def log_image(self, step: int, name: str, image: np.ndarray) -> None:
+        """``image``: uint8, (H, W) grey or (H, W, 3) colour."""
+
+    def close(self) -> None:
+        """Called when training ends: flush and close."""
+
+    # -- the callback interface ---------------------------------------------------------------
+    def on_train_start(self, trainer: Any) -> None:
+        self.start(trainer)
+
+    def on_log(self, trainer: Any, record: dict[str, Any]) -> None:
+        self.log_scalars(int(record["step"]), {k: float(v) for k, v in record.items() if k != "step"})
+
+    def on_image(self, trainer: Any, name: str, image: np.ndarray) -> None:
+        self.log_image(trainer.step, name, image)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.close()
+
+
+class JsonlLogger(Logger):
+    """``RUN/metrics.jsonl``: the record of each log step as one JSON line."""
+
+    def on_log(self, trainer: Any, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+class CsvLogger(Logger):
+    """``RUN/metrics.csv``: one row per log step; the columns are those of the first row (a resumed
+    run keeps the file's header)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__(run_dir)
+        self.path = self.run_dir / "metrics.csv"
+        self.columns: list[str] | None = None
+
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        if self.columns is None and self.path.exists() and self.path.stat().st_size:
+            with open(self.path, newline="") as fh:
+                self.columns = next(csv.reader(fh))
+        new = self.columns is None
+        if new:
+            self.columns = ["step", *scalars]
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({"step": step, **scalars})
+
+
+def _needs(module: str, logger: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UnigenError(f"--logger {logger} needs the {extra} package: pip install 'unigen-core[{extra}]'") from None
+
+
+class TensorBoardLogger(Logger):
+    """Event files in ``RUN/tensorboard`` through ``torch.utils.tensorboard.SummaryWriter``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__(run_dir)
+        _needs("tensorboard", "tensorboard", "tensorboard")
+        self.writer: Any = None
+
+    def start(self, trainer: Any) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=trainer.step or None)
+
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def log_image(self, step: int, name: str, image: np.ndarray) -> None:
+        self.writer.add_image(name, image, step, dataformats="HW" if image.ndim == 2 else "HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class WandbLogger(Logger):
+    """Weights & Biases in ``RUN/wandb``, offline by default (``WANDB_MODE=online`` to sync);
+    the run record is the run's config, ``WANDB_PROJECT`` its project (default ``unigen``)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__(run_dir)
+        self.wandb = _needs("wandb", "wandb", "wandb")
+        self.run: Any = None
+
+    def start(self, trainer: Any) -> None:
+        self.run = self.wandb.init(project=os.environ.get("WANDB_PROJECT", "unigen"), dir=str(self.run_dir),
+                                   name=self.run_dir.name, config=trainer.run_record(),
+                                   mode=os.environ.get("WANDB_MODE", "offline"))
+
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        self.run.log(scalars, step=step)
+
+    def log_image(self, step: int, name: str, image: np.ndarray) -> None:
+        self.run.log({name: self.wandb.Image(image)}, step=step)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
+BUILTIN = (
+    LoggerSpec(id="jsonl", create=JsonlLogger, description="RUN/metrics.jsonl (always on)"),
+    LoggerSpec(id="csv", create=CsvLogger, description="RUN/metrics.csv"),
+    LoggerSpec(id="tensorboard", create=TensorBoardLogger, description="TensorBoard event files in RUN/tensorboard"),
+    LoggerSpec(id="wandb", create=WandbLogger, description="Weights & Biases, offline unless WANDB_MODE says otherwise"),
+)
+
+
+class SampleGrid(Callback):
+    """Every ``every`` steps, ``n`` samples drawn from the same seed (so successive grids show the
+    same noise maturing) are written to ``RUN/samples/step_NNNNNNNN.png`` and sent to every
+    callback's ``on_image``. Drawn with the live weights, in eval mode, without touching the
+    training random state (so a run with grids is the run without them)."""
+
+    def __init__(self, run_dir: str | Path, every: int, n: int = 64, seed: int = 0) -> None:
+        if every <= 0:
+            raise UnigenError(f"--sample-every must be positive, got {every}")
+        self.run_dir, self.every, self.n, self.seed = Path(run_dir), every, n, seed
+
+    def on_step_end(self, trainer: Any, step: int) -> None:
+        if step % self.every == 0:
+            self.draw(trainer)
+
+    def draw(self, trainer: Any) -> np.ndarray | None:
+        from PIL import Image
+
+        from . import ops
+        from .images import picture
+
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            torch.manual_seed(self.seed)
+            x = ops.sample(model, self.n, host=trainer.host)
+        model.train(was_training)
+        image = picture(x.detach().cpu())
+        if image is None:  # samples that are not pictures (tokens, long vectors)
+            return None
+        folder = self.run_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"step_{trainer.step:08d}.png")
+        trainer.log_image("samples", image)
+        return image
+
+
+def make_callbacks(host: Any, loggers: Iterable[str], run_dir: str | Path, *, sample_every: int = 0) -> list[Callback]:
+    """The callbacks of ``--logger ID ...`` (each once; an unknown id fails before anything is
+    written) and of ``--sample-every N``."""
+    out: list[Callback] = [host.loggers[name].create(Path(run_dir)) for name in dict.fromkeys(loggers)]
+    if sample_every:
+        out.append(SampleGrid(run_dir, sample_every))
+    return out
