@@ -6,7 +6,7 @@ This module is the user tier: :func:`train` (or :func:`build_model`, :func:`load
 config fields, building blocks).
 """
 
-from . import checkpoint, config, images, malloc, metrics, ops, testing
+from . import checkpoint, config, images, malloc, metrics, ops, progress, testing
 from .api import Run, build_model, load_dataset, load_run, model_config
 from .data import Dataset
 from .data.sources import check_data_dir, dataset_spec
@@ -27,7 +27,7 @@ from .training import train
 __version__ = "0.1.0"
 
 __all__ = [
-    "checkpoint", "config", "images", "malloc", "metrics", "ops", "testing",
+    "checkpoint", "config", "images", "malloc", "metrics", "ops", "progress", "testing",
     "Callback", "CheckpointError", "ConfigError", "DataError", "DataInfo", "Dataset", "Run", "Trainer",
     "TrainerConfig", "TrainingDiverged", "UnigenError", "UnknownId", "UnsupportedOperation",
     "build_model", "check_data_dir", "dataset_spec", "default_host", "get_plugin_manager", "load_dataset",

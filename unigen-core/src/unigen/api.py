@@ -84,18 +84,20 @@ class Run:
         return self.checkpoint.parent.parent
 
     def sample(self, n: int, steps: int | None = None, *, seed: int = 0, chunk: int = 500,
-               host: Host | None = None) -> torch.Tensor:
-        """``n`` samples (drawn ``chunk`` at a time) with ``steps`` solver steps (None: the model's)."""
+               host: Host | None = None, progress: bool = False) -> torch.Tensor:
+        """``n`` samples (drawn ``chunk`` at a time) with ``steps`` solver steps (None: the model's);
+        ``progress``: tqdm bars over the samples and the solver steps."""
         if n <= 0:
             raise UnigenError(f"--n must be positive, got {n}")
         torch.manual_seed(seed)
-        x = sample_chunked(self.model, n, steps, chunk, host=host)
+        x = sample_chunked(self.model, n, steps, chunk, host=host, progress=progress)
         assert x is not None  # no out file: the samples are returned
         return x
 
     def eval(
         self, metrics: str | Iterable[str] | None = None, *, n: int = 1000, seed: int = 0, data_dir: str | None = None,
         sample_steps: int | None = None, evaluator: str | None = None, log: Any = None, host: Host | None = None,
+        progress: bool = False,
     ) -> dict[str, Any]:
         """Compute ``metrics`` (ids, e.g. ``"nll,fid"``; None: the model's ``default_metrics``) and
         save them into the run directory's ``eval.json`` (merged with earlier results of the same
@@ -113,8 +115,19 @@ class Run:
                           steps=sample_steps, evaluator=evaluator, log=log)
         result: dict[str, Any] = {"model": self.record["model"], "dataset": self.record["dataset"],
                                   "checkpoint": self.checkpoint.name, "ema": self.ema}
+        bar = None
+        if progress:
+            from .progress import bar as make_bar
+
+            bar = make_bar(len(specs), "eval", "metric")
         for spec in specs:
+            if bar is not None:
+                bar.set_postfix_str(spec.id)
             result.update(spec.compute(ctx))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         path = self.run_dir / EVAL_FILE
         try:
             old = json.loads(path.read_text())

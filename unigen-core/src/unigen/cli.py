@@ -220,7 +220,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, ema=False if args.no_ema else None, device=args.device, overrides=sets, host=_host())
     torch.manual_seed(args.seed)
     x = sample_chunked(run.model, args.n, args.steps, args.batch_size, host=_host(),
-                       out=out if out.suffix == ".npy" else None)
+                       out=out if out.suffix == ".npy" else None, progress=sys.stderr.isatty())
     if x is not None:  # None: written straight into the .npy file
         save_samples(x, out)
     print(f"wrote {args.n} samples to {out}")
@@ -256,7 +256,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         check_data_dir(dataset_spec(run.record["dataset"], host), args.data_dir)
 
     result = run.eval(names, n=args.n, seed=args.seed, data_dir=args.data_dir, sample_steps=args.sample_steps,
-                      evaluator=args.evaluator, log=stderr_log, host=host)
+                      evaluator=args.evaluator, log=stderr_log, host=host, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -6,7 +6,8 @@
 - the model contract: :class:`GenerativeModel`, :class:`DataInfo`, :class:`NoConfig`,
   :func:`broadcast_t`, :class:`Batch`, :class:`Dataset`, :func:`to_levels`, :func:`from_levels`;
 - config fields: :func:`positive_int`, :func:`probability`, :func:`sampler`, ... (:mod:`unigen.fields`);
-- samplers: :func:`get_sampler`, :func:`registered_sampler`;
+- samplers: :func:`get_sampler`, :func:`registered_sampler`, :func:`track_steps` (wrap a sampling
+  loop's steps: a progress bar under ``unigen sample`` on a terminal);
 - likelihood helpers: :func:`dequantize`, :func:`bin_width`; kernels: :func:`rbf_kernel`, :func:`mmd2`;
 - building blocks: :class:`MLP`, :class:`ConvEncoder`, :class:`ConvDecoder`, :class:`UNet`,
   :class:`TimeEmbedding`, :class:`TransformerBlock`, :func:`sinusoidal_embedding`, :func:`spatial_sizes`;
@@ -49,11 +50,12 @@ from .model import DataInfo, GenerativeModel, NoConfig, broadcast_t
 from .nn import MLP, ConvDecoder, ConvEncoder, TimeEmbedding, TransformerBlock, UNet, sinusoidal_embedding
 from .nn.blocks import spatial_sizes
 from .plugins import get_sampler
+from .progress import track as track_steps
 from .registry import DatasetSpec, LoggerSpec, MetricSpec, ModelSpec, SamplerSpec, provider_of
 
 __all__ = [
     # hooks and specs
-    "hookimpl", "DatasetSpec", "LoggerSpec", "MetricSpec", "ModelSpec", "SamplerSpec", "Logger",
+    "track_steps", "hookimpl", "DatasetSpec", "LoggerSpec", "MetricSpec", "ModelSpec", "SamplerSpec", "Logger",
     # the model contract
     "Batch", "DataInfo", "Dataset", "GenerativeModel", "NoConfig", "broadcast_t", "from_levels", "to_levels",
     # config fields

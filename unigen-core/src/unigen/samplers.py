@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .progress import track
 from .registry import SamplerSpec
 
 Field = Callable[[Tensor, Tensor], Tensor]
@@ -52,7 +53,7 @@ def euler(fn: Field, x: Tensor, steps: int, t_start: float = 1.0, t_end: float =
     ts = _grid(steps, t_start, t_end)
     x = x.clone()
     ta = _Time(x)
-    for a, b in zip(ts[:-1], ts[1:]):
+    for a, b in track(zip(ts[:-1], ts[1:]), total=steps):
         x.add_(fn(x, ta(a)), alpha=b - a)
     return x
 
@@ -64,7 +65,7 @@ def heun(fn: Field, x: Tensor, steps: int, t_start: float = 1.0, t_end: float = 
     x = x.clone()
     y = torch.empty_like(x)  # the Euler predictor x + h d1
     ta, tb = _Time(x), _Time(x)
-    for a, b in zip(ts[:-1], ts[1:]):
+    for a, b in track(zip(ts[:-1], ts[1:]), total=steps):
         h = b - a
         d1 = fn(x, ta(a))
         torch.add(x, d1, alpha=h, out=y)
@@ -80,7 +81,7 @@ def rk4(fn: Field, x: Tensor, steps: int, t_start: float = 1.0, t_end: float = 0
     x = x.clone()
     y, acc = torch.empty_like(x), torch.empty_like(x)  # stage input; x_n + h/6 (k1 + 2 k2 + 2 k3) so far
     ta, tm, tm2, tb = _Time(x), _Time(x), _Time(x), _Time(x)
-    for a, b in zip(ts[:-1], ts[1:]):
+    for a, b in track(zip(ts[:-1], ts[1:]), total=steps):
         h = b - a
         k = fn(x, ta(a))
         torch.add(x, k, alpha=h / 6, out=acc)
@@ -118,7 +119,7 @@ def euler_maruyama(
     x = x.clone()
     noise = torch.empty_like(x)  # drawn in place each step (the same numbers torch.randn would give)
     ta = _Time(x)
-    for i, (a, b) in enumerate(zip(ts[:-1], ts[1:])):
+    for i, (a, b) in enumerate(track(zip(ts[:-1], ts[1:]), total=steps)):
         dt = b - a
         drift, diffusion = fn(x, ta(a))
         x.add_(drift, alpha=dt)

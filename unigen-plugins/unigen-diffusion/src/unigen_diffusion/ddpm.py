@@ -36,6 +36,7 @@ from unigen.plugin import (
     one_of,
     positive_int,
     positive_ints,
+    track_steps,
 )
 
 from . import steps as S
@@ -151,11 +152,11 @@ class DDPM(GenerativeModel):
         x0, noise = torch.empty_like(x), torch.empty_like(x)  # scratch buffers reused by every step
         tvec = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
         if self.config.sampler == "ancestral" and k == self.T:
-            for n in range(self.T, 0, -1):
+            for n in track_steps(range(self.T, 0, -1), total=self.T):
                 c = S.ancestral_coefs(self.tables, n)
                 S.ancestral_step_(x, self.eps(x, tvec.fill_(n)), x0, noise, c, self.clip)
         else:
-            for n, m in timesteps(self.T, k, self.config.spacing):
+            for n, m in track_steps(timesteps(self.T, k, self.config.spacing), total=k):
                 c = S.ddim_coefs(self.tables, n, m, self.config.eta)
                 S.ddim_step_(x, self.eps(x, tvec.fill_(n)), x0, noise, c, self.clip)
         return self.decode(x)

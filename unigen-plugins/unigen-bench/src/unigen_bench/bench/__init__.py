@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 import torch
 
-from unigen import Trainer, TrainerConfig, checkpoint, images, testing
+from unigen import Trainer, TrainerConfig, checkpoint, images, progress, testing
 from unigen import metrics as unigen_metrics
 from unigen.plugin import DataError, GenerativeModel, UnigenError, UnsupportedOperation
 
@@ -134,7 +134,9 @@ def _optional(entry: dict[str, Any], what: str, log: Callable[[str], None], fn: 
 
 
 def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch: Any, shared: dict[str, Any],
-              host: Any, log: Callable[[str], None]) -> dict[str, Any]:
+              host: Any, log: Callable[[str], None], phase: Callable[[str], None] = lambda name: None,
+              ) -> dict[str, Any]:
+    """Train and measure one model; ``phase(name)`` is told each phase as it starts (the progress bar)."""
 
     entry: dict[str, Any] = {"model": spec.id, "family": spec.family, "paradigm": spec.paradigm,
                              "logprob": spec.logprob, "plugin": spec.plugin}
@@ -143,6 +145,7 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
     run_dir = c.out / "runs" / spec.id
     tc = trainer_config(spec.model_cls, c)
     fallback: UnigenError | None = None
+    phase("train")
     try:
         model = prepare(spec, c, train_data, tc, run_dir, host, example=False)
     except UnigenError as exc:  # e.g. a config that needs another run (a teacher, an autoencoder)
@@ -169,6 +172,7 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
     ctx = unigen_metrics.EvalContext(model=model, record=record, host=host, n=c.n, batch_size=min(250, max(50, c.n // 5)),
                       seed=c.seed, data_dir=c.data_dir, steps=steps, evaluator=c.evaluator, log=log,
                       cache=dict(shared))
+    phase("metrics")
     entry["metrics"] = evaluate(ctx, c, log)
     gen = next((v for k, v in ctx.cache.items() if isinstance(k, tuple) and k[0] == "generated"), None)
     entry["samples_per_sec"] = samples_per_sec_from_chunks(gen.chunk_seconds) if gen else None
@@ -180,10 +184,12 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
 
     # 10 steps (1 warm-up, 3 x 3 timed); a model too slow for that within the metric budget reports the
     # rate of its training run instead
+    phase("throughput")
     if c.metric_seconds is not None and 10 > c.metric_seconds * (t["steps_per_sec"] or 0):
         entry.update(train_steps_per_sec=t["steps_per_sec"], train_steps_per_sec_source="the training run")
     else:
         entry.update(_optional(entry, "train_steps_per_sec", log, train_rate) or {"train_steps_per_sec": None})
+    phase("latent picture")
     if _optional(entry, "latent_png", log, lambda: latent_pca(model, test_data, c.out / f"latent-{spec.id}.png")):
         entry["latent_png"] = f"latent-{spec.id}.png"
     # the evaluator and the reference features do not depend on the model: later models reuse them
@@ -222,11 +228,19 @@ def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = No
                     "device": c.device},
         "models": [],
     }
+    bar = progress.bar(len(specs), "bench", "model") if progress.on_terminal() else None
+    if bar is not None:  # the report's lines go above the bar
+        log = bar.write
     for i, spec in enumerate(specs, 1):
         log(f"[{i}/{len(specs)}] {spec.id} ({spec.family})")
         t0 = time.perf_counter()
+
+        def phase(name: str, model_id: str = spec.id) -> None:
+            if bar is not None:
+                bar.set_postfix_str(f"{model_id}: {name}")
+
         try:
-            entry = bench_one(spec, c, train_data, test_data, batch, shared, host, log)
+            entry = bench_one(spec, c, train_data, test_data, batch, shared, host, log, phase)
             entry["status"] = "ok"
             m = entry["metrics"]
             log(f"  FID {_fmt(m.get('fid'), 2)}, IS {_fmt(m.get('is'), 2)}, P/R {_fmt(m.get('precision'), 3)}/"
@@ -239,6 +253,10 @@ def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = No
             log(f"  FAILED: {entry['error']}")
         entry["seconds"] = round(time.perf_counter() - t0, 2)
         results["models"].append(entry)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     ev = shared.get("evaluator")
     results["evaluator"] = {"name": ev.name, "test_accuracy": ev.accuracy} if ev else None
     results["reference"] = _data_floor(c, host, shared, test_data)
