@@ -11,7 +11,7 @@ import attrs
 import torch
 
 from . import config as cfg
-from .checkpoint import latest_checkpoint, load_into, load_weights, read_run, write_text_atomic
+from .checkpoint import EVAL_FILE, latest_checkpoint, load_into, load_weights, read_run, write_text_atomic
 from .data import Dataset
 from .data.sources import check_data_dir, dataset_spec
 from .drawing import sample_chunked
@@ -65,9 +65,6 @@ def build_model(
     model.model_id = spec.id
     model.host = host or default_host()
     return model
-
-
-EVAL_FILE = "eval.json"  # the latest `unigen eval` results of a run
 
 
 @attrs.frozen

@@ -37,6 +37,7 @@ from .config import to_dict
 from .errors import CheckpointError, CheckpointWriteError
 
 RUN_FILE = "run.json"
+EVAL_FILE = "eval.json"  # the latest `unigen eval` results (unigen.Run.eval)
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 METRICS = "metrics.jsonl"

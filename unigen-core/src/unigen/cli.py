@@ -276,6 +276,36 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- plot and runs ------------------------------------------------------------------------------
+def _plot_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="FILE.png (default: RUN_DIR/losses.png)")
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .runs import plot
+
+    out, groups = plot(args.run_dir, args.out)
+    print(f"wrote the loss curves of {', '.join(g for g in groups)} to {out}")
+    return 0
+
+
+def _runs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", nargs="?", default="runs", help="where to look for run directories (default: runs)")
+    p.add_argument("--json", action="store_true")
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import find_runs, format_row
+
+    rows = find_runs(args.dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table([format_row(r) for r in rows], ["run", "model", "data", "steps", "last losses", "eval"])
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -292,6 +322,9 @@ COMMANDS: dict[str, Command] = {
     "train": ("train a model", _train_args, _cmd_train),
     "sample": ("draw samples from a trained run", _sample_args, _cmd_sample),
     "eval": ("evaluate a trained run", _eval_args, _cmd_eval),
+    "plot": ("draw the loss curves of every group of a run (metrics.jsonl) to a PNG", _plot_args, _cmd_plot),
+    "runs": ("list the run directories under DIR: model, data, steps done, last losses, latest eval", _runs_args,
+             _cmd_runs),
 }
 
 
