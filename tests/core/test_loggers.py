@@ -57,7 +57,7 @@ def test_csv_tensorboard_grids_and_plain_lines(capsys, tmp_path):
 
 
 def test_sample_grids_use_fixed_noise_and_leave_training_unchanged(tmp_path):
-    from unigen.loggers import SampleGrid
+    from unigen.training import SampleGrid
 
     seen = []
 

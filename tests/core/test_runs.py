@@ -24,7 +24,7 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    gan = unigen.train("gan", out=root / "gan", steps=6, batch_size=16, log_every=2, quiet=True)
+    unigen.train("gan", out=root / "gan", steps=6, batch_size=16, log_every=2, quiet=True)
     vae = unigen.train("vae", out=root / "sub" / "vae", steps=4, batch_size=16, log_every=2, quiet=True)
     vae.eval("nll", n=20)
     (root / "not-a-run").mkdir()

@@ -17,16 +17,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from .callbacks import Callback
 from .errors import UnigenError
 from .registry import LoggerSpec
-from .trainer import Callback
 
 
 class Logger(Callback):
@@ -160,51 +158,3 @@ BUILTIN = (
     LoggerSpec(id="tensorboard", create=TensorBoardLogger, description="TensorBoard event files in RUN/tensorboard"),
     LoggerSpec(id="wandb", create=WandbLogger, description="Weights & Biases, offline unless WANDB_MODE says otherwise"),
 )
-
-
-class SampleGrid(Callback):
-    """Every ``every`` steps, ``n`` samples drawn from the same seed (so successive grids show the
-    same noise maturing) are written to ``RUN/samples/step_NNNNNNNN.png`` and sent to every
-    callback's ``on_image``. Drawn with the live weights, in eval mode, without touching the
-    training random state (so a run with grids is the run without them)."""
-
-    def __init__(self, run_dir: str | Path, every: int, n: int = 64, seed: int = 0) -> None:
-        if every <= 0:
-            raise UnigenError(f"--sample-every must be positive, got {every}")
-        self.run_dir, self.every, self.n, self.seed = Path(run_dir), every, n, seed
-
-    def on_step_end(self, trainer: Any, step: int) -> None:
-        if step % self.every == 0:
-            self.draw(trainer)
-
-    def draw(self, trainer: Any) -> np.ndarray | None:
-        from PIL import Image
-
-        from . import ops
-        from .images import picture
-
-        model = trainer.model
-        was_training = model.training
-        model.eval()
-        cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            torch.manual_seed(self.seed)
-            x = ops.sample(model, self.n, host=trainer.host)
-        model.train(was_training)
-        image = picture(x.detach().cpu())
-        if image is None:  # samples that are not pictures (tokens, long vectors)
-            return None
-        folder = self.run_dir / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"step_{trainer.step:08d}.png")
-        trainer.log_image("samples", image)
-        return image
-
-
-def make_callbacks(host: Any, loggers: Iterable[str], run_dir: str | Path, *, sample_every: int = 0) -> list[Callback]:
-    """The callbacks of ``--logger ID ...`` (each once; an unknown id fails before anything is
-    written) and of ``--sample-every N``."""
-    out: list[Callback] = [host.loggers[name].create(Path(run_dir)) for name in dict.fromkeys(loggers)]
-    if sample_every:
-        out.append(SampleGrid(run_dir, sample_every))
-    return out

@@ -35,9 +35,11 @@ from torch import Tensor
 from . import builtin
 from . import checkpoint as ck
 from . import config as cfg
+from .callbacks import Callback
 from .data import BatchIterator, Dataset
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .interrupt import SignalStop
+from .loggers import JsonlLogger
 from .model import GenerativeModel
 from .plugins import Host, default_host
 
@@ -144,17 +146,6 @@ def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
             p.grad.copy_(g.view_as(p))
 
 
-class Callback:
-    """Hooks into the loop; override what you need. ``trainer`` is the running :class:`Trainer`."""
-
-    def on_train_start(self, trainer: "Trainer") -> None: ...
-    def on_step_end(self, trainer: "Trainer", step: int) -> None: ...
-    def on_log(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
-    def on_checkpoint(self, trainer: "Trainer", path: Path) -> None: ...
-    def on_image(self, trainer: "Trainer", name: str, image: Any) -> None: ...  # uint8 (H, W[, 3])
-    def on_train_end(self, trainer: "Trainer") -> None: ...
-
-
 class Trainer:
     """Train ``model`` on ``data``; write into ``run_dir`` when given (``run.json``, the metrics and
     the checkpoints: the same run directory as ``unigen train``). ``config``: a
@@ -176,9 +167,7 @@ class Trainer:
         self.data = data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
-        if self.run_dir is not None and rank == 0:
-            from .loggers import JsonlLogger  # metrics.jsonl: always on, once
-
+        if self.run_dir is not None and rank == 0:  # metrics.jsonl: always on, once
             if not any(isinstance(cb, JsonlLogger) for cb in self.callbacks):
                 self.callbacks.insert(0, JsonlLogger(self.run_dir))
         self.quiet = quiet

@@ -15,18 +15,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from . import config as cfg
+from . import ops
 from .api import build_model, load_run
+from .callbacks import Callback
 from .checkpoint import clean_stale, read_run
 from .data.sources import check_data_dir, dataset_spec
 from .distributed import DistributedContext
 from .errors import ConfigError, UnigenError
+from .images import picture
 from .plugins import Host, default_host
 from .registry import DatasetSpec
 from .runlock import RunLock, check_run_dir_target
-from .trainer import RESUMABLE, Callback, Trainer, TrainerConfig, trainer_config
+from .trainer import RESUMABLE, Trainer, TrainerConfig, trainer_config
 
 
 def _settings(config: str | Path | Mapping[str, Any] | None, sets: Iterable[str],
@@ -97,8 +102,6 @@ def train(
     train_set.check_finite()
     torch.manual_seed(given.get("seed", TrainerConfig().seed))
     net = build_model(model, train_set.info, model_cfg, host=host)
-    from .loggers import make_callbacks
-
     extra = make_callbacks(host, loggers, out, sample_every=sample_every) if dist.is_main else []
     trainer = Trainer(net, train_set, trainer_config(net, given), run_dir=out, quiet=quiet, host=host,
                       dataset_name=data_spec.id, data_dir=data_dir, callbacks=[*callbacks, *extra], rank=dist.rank,
@@ -121,3 +124,46 @@ def train(
     finally:
         dist.close()
     return load_run(out, device=trainer.config.device, host=host) if dist.is_main else None
+
+
+class SampleGrid(Callback):
+    """Every ``every`` steps, ``n`` samples drawn from the same seed (so successive grids show the
+    same noise maturing) are written to ``RUN/samples/step_NNNNNNNN.png`` and sent to every
+    callback's ``on_image``. Drawn with the live weights, in eval mode, without touching the
+    training random state (so a run with grids is the run without them)."""
+
+    def __init__(self, run_dir: str | Path, every: int, n: int = 64, seed: int = 0) -> None:
+        if every <= 0:
+            raise UnigenError(f"--sample-every must be positive, got {every}")
+        self.run_dir, self.every, self.n, self.seed = Path(run_dir), every, n, seed
+
+    def on_step_end(self, trainer: Any, step: int) -> None:
+        if step % self.every == 0:
+            self.draw(trainer)
+
+    def draw(self, trainer: Any) -> np.ndarray | None:
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            torch.manual_seed(self.seed)
+            x = ops.sample(model, self.n, host=trainer.host)
+        model.train(was_training)
+        image = picture(x.detach().cpu())
+        if image is None:  # samples that are not pictures (tokens, long vectors)
+            return None
+        folder = self.run_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"step_{trainer.step:08d}.png")
+        trainer.log_image("samples", image)
+        return image
+
+
+def make_callbacks(host: Any, loggers: Iterable[str], run_dir: str | Path, *, sample_every: int = 0) -> list[Callback]:
+    """The callbacks of ``--logger ID ...`` (each once; an unknown id fails before anything is
+    written) and of ``--sample-every N``."""
+    out: list[Callback] = [host.loggers[name].create(Path(run_dir)) for name in dict.fromkeys(loggers)]
+    if sample_every:
+        out.append(SampleGrid(run_dir, sample_every))
+    return out
