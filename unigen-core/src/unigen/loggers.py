@@ -82,10 +82,9 @@ class CsvLogger(Logger):
             with open(self.path, newline="") as fh:
                 self.columns = next(csv.reader(fh))
         new = self.columns is None
-        if new:
-            self.columns = ["step", *scalars]
+        columns = self.columns = ["step", *scalars] if self.columns is None else self.columns
         with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, self.columns, extrasaction="ignore")
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow({"step": step, **scalars})

@@ -59,7 +59,7 @@ def plot(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, list
     ax.legend(title="group")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    drawn = [line.get_label() for line in ax.get_lines()]
+    drawn = [str(line.get_label()) for line in ax.get_lines()]
     plt.close(fig)
     return out, drawn
 
