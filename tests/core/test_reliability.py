@@ -406,3 +406,15 @@ def test_sigterm_saves_a_checkpoint_and_stops_with_one_line(tmp_path):
     latest = ck.latest_checkpoint(run)
     assert latest is not None and ck.checkpoint_step(latest) > 0
     assert not (run / ".lock").exists()
+
+
+def test_a_file_system_without_locks_is_said_and_training_goes_on(capsys, tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, _, err = train(capsys, tmp_path / "r", "--steps", "1")
+    assert code == 0, err
+    assert "cannot lock" in err and ck.latest_checkpoint(tmp_path / "r").name == "step_00000001"

@@ -55,9 +55,13 @@ class RunLock:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise UnigenError(f"cannot create the run directory {self.path.parent}: {exc.strerror or exc}") from None
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UnigenError(f"cannot open the lock file {self.path}: {exc.strerror or exc} (remove it if "
+                                  f"no training runs there)") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -67,6 +71,10 @@ class RunLock:
                 who = f"pid {pid} on {host}" if pid is not None else "another process"
                 raise RunLocked(f"{self.path.parent} is being trained by {who}; wait for it to finish "
                                 f"or choose another --out") from None
+            except OSError as exc:  # a file system without locks (some network ones): say so, go on
+                self.log(f"cannot lock {self.path} ({exc.strerror or exc}); make sure no other training uses "
+                         f"{self.path.parent}")
+                break
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -77,7 +85,8 @@ class RunLock:
         stale = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
         if stale:
             pid, host = _holder(stale)
-            self.log(f"taking over the lock of {self.path.parent} left by pid {pid} on {host}, which has ended")
+            who = f"pid {pid} on {host}" if pid is not None else "a process"
+            self.log(f"taking over the lock of {self.path.parent} left by {who}, which has ended")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}\n".encode(), 0)
         self.fd = fd
