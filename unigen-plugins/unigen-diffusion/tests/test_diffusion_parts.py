@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 import torch
 
@@ -29,6 +30,28 @@ def test_consistency_function_is_the_identity_at_sigma_min(consistency):
     torch.testing.assert_close(consistency.f(consistency.phi, y, i), y)
     far = consistency.f(consistency.phi, y, torch.full((6,), len(consistency.grid_n) - 1))
     assert not torch.allclose(far, y)
+
+
+def test_consistency_student_can_start_as_the_teachers_x0_prediction(consistency):
+    """init="teacher": f = c_skip y + c_out F means x0 from the start, the teacher's x0 = y - sigma eps at
+    every grid point above sigma_min (where f = y); "copy" and "random" do not."""
+    def build(init):
+        torch.manual_seed(0)
+        return unigen.build_model("consistency", DIGITS, attrs.evolve(consistency.config, init=init))
+
+    warm = build("teacher")
+    torch.manual_seed(1)
+    for j in range(1, len(warm.grid_n)):
+        i = torch.full((6,), j, dtype=torch.long)
+        s = warm.grid_sigma[j]
+        y = s * torch.randn(6, 1, 8, 8) + torch.rand(6, 1, 8, 8)
+        x0_teacher = y - s * warm.teacher_eps(y, i)
+        for net in (warm.phi, warm.target):
+            torch.testing.assert_close(warm.f(net, y, i), x0_teacher, rtol=1e-5, atol=1e-5 * float(s))
+    i0 = torch.zeros(6, dtype=torch.long)
+    torch.testing.assert_close(warm.f(warm.phi, y, i0), y)
+    for other in (build("copy"), build("random")):
+        assert not torch.allclose(other.f(other.phi, y, i), y - s * warm.teacher_eps(y, i), atol=1e-2)
 
 
 def test_consistency_teacher_is_frozen_and_target_follows_by_ema(consistency):

@@ -25,6 +25,12 @@ class VectorDenoiser(nn.Module):
         return self.mlp(h).view_as(x)
 
 
+def output_layer(net: nn.Module) -> nn.Module:
+    """The last linear or convolution layer of a denoiser (registered last in both nets here)."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return layers[-1]
+
+
 def denoiser(space: DataInfo, net: str, width: int, mults: tuple[int, ...], hidden: int, depth: int) -> nn.Module:
     """A UNet for images (``net`` auto or unet), else the MLP denoiser."""
     if net == "unet" or (net == "auto" and space.is_image):
