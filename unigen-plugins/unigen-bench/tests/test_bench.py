@@ -73,7 +73,7 @@ def test_a_time_budget_is_met_with_the_generic_trainer(tmp_path):
     c = bench.BenchConfig(out=tmp_path, minutes=0.04)  # 2.4 s
     data = unigen.load_dataset("digits")
     model = unigen.build_model("vae", data.info)
-    tc = bench.trainer_config(type(model), c)
+    tc = bench.trainer_config(model, c)
     started = time.perf_counter()
     out = bench.train(model, data, tc, tmp_path / "run", c, host, strict=False)
     elapsed = time.perf_counter() - started
@@ -172,3 +172,14 @@ def test_a_bad_model_setting_is_one_line_before_any_training(tmp_path, capsys, i
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and named in lines[0], err
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_takes_trainer_defaults_from_the_built_model(tmp_path):
+    """A model's preferred settings may depend on its data (wgan-gp: the paper's 2-D toy optimizer on
+    vectors, Algorithm 1's on images): the bench reads them from the instance, under its own budget."""
+    pytest.importorskip("unigen_gan")
+    c = bench.BenchConfig(out=tmp_path, steps=5, batch_size=16)
+    toy = bench.trainer_config(unigen.build_model("wgan-gp", unigen.load_dataset("moons").info), c)
+    images = bench.trainer_config(unigen.build_model("wgan-gp", unigen.load_dataset("digits").info), c)
+    assert (toy.lr, toy.betas, toy.lr_schedule, toy.steps, toy.batch_size) == (5e-4, (0.5, 0.9), "linear", 5, 16)
+    assert (images.lr, images.betas) == (1e-4, (0.0, 0.9))

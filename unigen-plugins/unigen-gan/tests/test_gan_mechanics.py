@@ -33,7 +33,7 @@ def _tiny(model_id: str, kind: str | None = None, seed: int = 0, **changes):
 
 
 def _trainer_config(model, steps: int, **over) -> TrainerConfig:
-    defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in type(model).trainer_defaults.items()}
+    defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model.trainer_defaults.items()}
     return TrainerConfig(steps=steps, batch_size=16, log_every=steps, **{**defaults, **over})
 
 
@@ -170,7 +170,7 @@ def test_per_group_learning_rates_reach_the_optimizers(model_id):
     assert trainer.optimizers[model.critic_group].param_groups[0]["lr"] == 3e-4
     assert trainer.optimizers["generator"].param_groups[0]["lr"] == 1e-4
     kind = type(trainer.optimizers["generator"]).__name__.lower()
-    assert kind == type(model).trainer_defaults.get("optimizer", "adam")
+    assert kind == model.trainer_defaults.get("optimizer", "adam")
 
 
 def test_unknown_group_is_refused_with_the_known_ones():

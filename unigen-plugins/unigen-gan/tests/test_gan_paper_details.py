@@ -127,3 +127,32 @@ def test_dcgan_initialisation_is_normal_with_std_0_02(size):
     assert abs(float(gammas.mean()) - 1) < 0.01 and abs(float(gammas.std()) - 0.02) < 0.006
     biases = [m.bias for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None]
     assert all(float(b.abs().max()) == 0 for b in biases)
+
+
+# -- defaults that follow the data (Gulrajani et al.'s toy settings for 2-D vectors) -----------------------
+
+
+def test_wgan_gp_defaults_follow_the_kind_of_data():
+    moons, digits = unigen.load_dataset("moons").info, unigen.load_dataset("digits").info
+    toy, images = unigen.build_model("wgan-gp", moons), unigen.build_model("wgan-gp", digits)
+    assert toy.trainer_defaults == {"lr": 5e-4, "betas": (0.5, 0.9), "lr_schedule": "linear"}
+    assert images.trainer_defaults == {"lr": 1e-4, "betas": (0.0, 0.9)}
+    assert (toy.gp_weight, images.gp_weight) == (0.1, 10.0)
+    assert unigen.build_model("wgan-gp", moons, {"gp_weight": 3.0}).gp_weight == 3.0  # the user's value wins
+
+
+def test_every_reader_takes_the_defaults_from_the_built_model(tmp_path):
+    import json
+
+    from unigen.cli import main
+    from unigen.trainer import trainer_config
+
+    toy = unigen.build_model("wgan-gp", unigen.load_dataset("moons").info)
+    assert trainer_config(toy, {"steps": 5}).lr == 5e-4  # the Trainer and quick_train go through this
+    assert main(["train", "wgan-gp", "--data", "moons", "--steps", "1", "--batch-size", "8", "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 0
+    trainer = json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]
+    assert (trainer["lr"], tuple(trainer["betas"]), trainer["lr_schedule"]) == (5e-4, (0.5, 0.9), "linear")
+    assert main(["train", "wgan-gp", "--data", "moons", "--steps", "1", "--batch-size", "8", "--lr", "0.002",
+                 "--out", str(tmp_path / "run2"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "run2" / "run.json").read_text())["trainer"]["lr"] == 0.002  # a flag wins

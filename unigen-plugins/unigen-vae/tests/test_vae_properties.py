@@ -161,3 +161,17 @@ def test_vector_data_gets_an_mlp_and_a_gaussian_density(model_id):
     with torch.no_grad():
         assert model.sample(5).shape == (5, 2)
         assert model.logprob(moons.x[:7]).shape == (7,)
+
+
+def test_vae_samples_of_vectors_are_draws_from_the_decoder_not_its_mean():
+    """On vectors the model is x ~ N(mean(z), scale(z)^2): sampling draws from it. (The mean alone put
+    every sample of a VAE that explains 2-D data with its decoder variance on a single point.)"""
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("vae", data.info).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.zero_()  # a decoder that ignores z: mean 0, scale 1
+        torch.manual_seed(0)
+        x = model.sample(2000)
+    assert torch.allclose(x.mean(0), torch.zeros(2), atol=0.1)
+    assert torch.allclose(x.std(0), torch.ones(2), atol=0.1)

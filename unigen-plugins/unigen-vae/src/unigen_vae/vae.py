@@ -23,7 +23,7 @@ from torch import Tensor
 from unigen import DataInfo
 from unigen.plugin import Batch, GenerativeModel, nonnegative_float, positive_int
 
-from .likelihood import decoder_logp
+from .likelihood import LOG_SCALE_MIN, decoder_logp
 from .networks import decoder, encoder
 
 
@@ -96,8 +96,14 @@ class VAE(GenerativeModel):
         return (-rec + self.config.beta * kl).mean() / self.data.dim
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
+        """x ~ p(x|z), z ~ p(z). Images: the decoder's mean (the convention for pictures). Vectors: a
+        draw from the Gaussian decoder N(mean, scale^2), which is the model; the mean alone collapses onto
+        a curve, or onto one point when the decoder's variance explains the data and z is ignored."""
         z = torch.randn(num_samples, self.config.z_dim, device=self.device, dtype=self.dtype)
-        return self.reverse(z)
+        if self.data.is_image:
+            return self.reverse(z)
+        mean, log_scale = self.decode(z)
+        return mean + log_scale.clamp_min(LOG_SCALE_MIN).exp() * torch.randn_like(mean)
 
     def logprob(self, x: Tensor) -> Tensor:
         """The ELBO (beta = 1, whatever the training beta), or the IWAE estimate with k samples."""

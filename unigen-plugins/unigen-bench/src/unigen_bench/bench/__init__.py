@@ -100,10 +100,10 @@ def model_sets(c: BenchConfig, model_id: str) -> list[str]:
     return [item.split(".", 1)[1] for item in c.sets if item.split(".", 1)[0] == model_id]
 
 
-def prepare(spec: Any, c: BenchConfig, data: Any, tc: TrainerConfig, run_dir: Path, host: Any, *,
-            example: bool) -> Any:
+def prepare(spec: Any, c: BenchConfig, data: Any, run_dir: Path, host: Any, *,
+            example: bool) -> tuple[Any, TrainerConfig]:
     """Build the model (its default config, or its example config, which may train the small runs it
-    needs in ``run_dir/example``) and write a fresh run directory for it."""
+    needs in ``run_dir/example``) and its trainer settings, and write a fresh run directory for them."""
     from unigen import build_model
 
     if run_dir.exists():
@@ -116,9 +116,10 @@ def prepare(spec: Any, c: BenchConfig, data: Any, tc: TrainerConfig, run_dir: Pa
         config = testing.example_config(spec.model_cls, data.info, workdir, host=host)
     torch.manual_seed(c.seed)
     model = build_model(spec.id, data.info, config, overrides=model_sets(c, spec.id), host=host)
+    tc = trainer_config(model, c)
     checkpoint.write_run(run_dir, checkpoint.run_record(model, data.info, tc, dataset=c.data, data_dir=c.data_dir,
                                                         plugin=spec.plugin))
-    return model
+    return model, tc
 
 
 def _optional(entry: dict[str, Any], what: str, log: Callable[[str], None], fn: Callable[[], Any]) -> Any:
@@ -143,11 +144,10 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
     steps, steps_label = sampling_steps(spec.model_cls, c)
     entry["sampling_steps"] = steps_label
     run_dir = c.out / "runs" / spec.id
-    tc = trainer_config(spec.model_cls, c)
     fallback: UnigenError | None = None
     phase("train")
     try:
-        model = prepare(spec, c, train_data, tc, run_dir, host, example=False)
+        model, tc = prepare(spec, c, train_data, run_dir, host, example=False)
     except UnigenError as exc:  # e.g. a config that needs another run (a teacher, an autoencoder)
         fallback = exc
     else:
@@ -158,7 +158,7 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
     entry["config"] = "default"
     if fallback is not None:  # the small config the family declares for its contract tests
         log(f"  default config: {fallback}; using the model's example config instead")
-        model = prepare(spec, c, train_data, tc, run_dir, host, example=True)
+        model, tc = prepare(spec, c, train_data, run_dir, host, example=True)
         entry["config"] = "example"
         entry["config_reason"] = str(fallback)
         entry["train"] = train(model, train_data, tc, run_dir, c, host, strict=False)

@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 
 from unigen import Callback, Trainer, TrainerConfig
-from unigen import config as cfg
 from unigen.plugin import GenerativeModel
 
 from .config import MIN_STEPS, BenchConfig, MetricTimeout, TooSlow, time_limit
@@ -85,11 +84,15 @@ def _with(tc: TrainerConfig, **changes: Any) -> TrainerConfig:
     return attrs.evolve(tc, **changes)
 
 
-def trainer_config(model_cls: type[GenerativeModel], c: BenchConfig) -> TrainerConfig:
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in model_cls.trainer_defaults.items()}
-    values.update(seed=c.seed, device=c.device, steps=c.steps or 1, checkpoint_every=0, keep_checkpoints=1)
+def trainer_config(model: GenerativeModel, c: BenchConfig) -> TrainerConfig:
+    """The bench's budget over the built model's ``trainer_defaults`` (read from the instance: they may
+    depend on the data, e.g. a paper's 2-D toy settings), through the core's one rule."""
+    from unigen.trainer import trainer_config as settings_for
+
+    values: dict[str, Any] = dict(seed=c.seed, device=c.device, steps=c.steps or 1, checkpoint_every=0,
+                                  keep_checkpoints=1)
     if c.batch_size is not None:
         values["batch_size"] = c.batch_size
-    return cfg.build(TrainerConfig, **values)
+    return settings_for(model, values)
 
 
