@@ -58,6 +58,10 @@ def build(cls: type[C], **kwargs: Any) -> C:
 
 
 def _origin_is_tuple(tp: Any) -> bool:
+    """A tuple type, or an optional one (``tuple[int, ...] | None``)."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        return any(_origin_is_tuple(a) for a in args if a is not type(None))
     return typing.get_origin(tp) is tuple or tp is tuple
 
 

@@ -79,10 +79,12 @@ def text_field(default: str = "") -> Any:
     return attrs.field(default=default, validator=v.instance_of(str))
 
 
-def positive_ints(default: tuple[int, ...]) -> Any:
-    """A non-empty tuple of ints > 0 (channel multipliers, widths)."""
+def positive_ints(default: tuple[int, ...] | None, *, optional: bool = False) -> Any:
+    """A non-empty tuple of ints > 0 (channel multipliers, widths); ``optional``: or None."""
 
     def check(instance: Any, attribute: Any, value: Any) -> None:
+        if optional and value is None:
+            return
         if not (isinstance(value, tuple) and value and all(isinstance(m, int) and m > 0 for m in value)):
             raise ValueError(f"'{attribute.name}' must be a non-empty tuple of positive ints, got {value!r}")
 

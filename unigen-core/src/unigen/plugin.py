@@ -10,7 +10,8 @@
   loop's steps: a progress bar under ``unigen sample`` on a terminal);
 - likelihood helpers: :func:`dequantize`, :func:`bin_width`; kernels: :func:`rbf_kernel`, :func:`mmd2`;
 - building blocks: :class:`MLP`, :class:`ConvEncoder`, :class:`ConvDecoder`, :class:`UNet`,
-  :class:`TimeEmbedding`, :class:`TransformerBlock`, :func:`sinusoidal_embedding`, :func:`spatial_sizes`;
+  :class:`TimeEmbedding`, :class:`TransformerBlock`, :func:`sinusoidal_embedding`, :func:`spatial_sizes`,
+  :func:`level_channels`, :func:`resolution_levels`, :func:`unet_mults` (architectures sized by the data's resolution);
 - data helpers: :func:`sample_toy` (the 2-D toys), :data:`text` (the caption tokenizer);
 - runs another model builds on: :func:`read_run`, :func:`provider_of`; errors;
 - the test kit: :mod:`unigen.testing` (``quick_train``, ``untrained``, ``example_config``).
@@ -48,7 +49,7 @@ from .metrics.mmd import mmd2, rbf_kernel
 from .metrics.nll import bin_width, dequantize
 from .model import DataInfo, GenerativeModel, NoConfig, broadcast_t
 from .nn import MLP, ConvDecoder, ConvEncoder, TimeEmbedding, TransformerBlock, UNet, sinusoidal_embedding
-from .nn.blocks import spatial_sizes
+from .nn.blocks import level_channels, resolution_levels, spatial_sizes, unet_mults
 from .plugins import get_sampler
 from .progress import track as track_steps
 from .registry import DatasetSpec, LoggerSpec, MetricSpec, ModelSpec, SamplerSpec, provider_of
@@ -65,7 +66,7 @@ __all__ = [
     "get_sampler", "registered_sampler", "bin_width", "dequantize", "MMD_SCALES", "mmd2", "rbf_kernel",
     # building blocks
     "MLP", "ConvDecoder", "ConvEncoder", "TimeEmbedding", "TransformerBlock", "UNet", "sinusoidal_embedding",
-    "spatial_sizes",
+    "spatial_sizes", "level_channels", "resolution_levels", "unet_mults",
     # data helpers, runs, errors
     "TOY_SIZES", "sample_toy", "text", "read_run", "provider_of", "testing",
     "CheckpointError", "ConfigError", "DataError", "UnigenError", "UnknownId", "UnsupportedOperation",

@@ -22,6 +22,31 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+MAX_MULT = 8  # channels double per halving of the grid, up to 8x the base width
+
+
+def level_channels(width: int, levels: int) -> list[int]:
+    """Channels at each level of a conv stack: ``width * min(2**i, 8)``. Images up to 32 px (at most
+    four levels) get the plain doubling; larger ones stop growing at 8x, so a 64x64 stack is one
+    level deeper, not twice as wide (28: 32, 64, 128, 256 for width 32; 64: ..., 256, 256)."""
+    return [width * min(2**i, MAX_MULT) for i in range(levels)]
+
+
+def resolution_levels(size: int, base: int) -> int:
+    """Resolution levels (the input's and one per halving) for images ``size`` pixels wide: the
+    family's own ``base`` below 32 px (the depths tuned on 8x8 digits and 28x28 images); from 32 px
+    on, enough halvings to reach an 8-pixel grid, and never fewer than ``base``
+    (32: 32 -> 16 -> 8, three levels; 64: 64 -> 32 -> 16 -> 8, four; 128: five)."""
+    return base if size < 32 else max(base, 1 + math.ceil(math.log2(size / 8)))
+
+
+def unet_mults(size: int, base: Sequence[int]) -> tuple[int, ...]:
+    """A UNet's channel multipliers for images ``size`` pixels wide: :func:`resolution_levels`
+    levels, the ones added to ``base`` at its last multiplier ((1, 2) at 64 px: (1, 2, 2, 2))."""
+    base = tuple(base)
+    return base + (base[-1],) * (resolution_levels(size, len(base)) - len(base))
+
+
 def spatial_sizes(size: int, smallest: int = 4) -> list[int]:
     """Sizes visited by stride-2 downsampling: 28 -> [28, 14, 7], 8 -> [8, 4]."""
     sizes = [size]
@@ -31,17 +56,17 @@ def spatial_sizes(size: int, smallest: int = 4) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    """(B, C, H, W) -> (B, out_dim): stride-2 convs down to <= 4x4, then a linear layer."""
+    """(B, C, H, W) -> (B, out_dim): stride-2 convs down to <= 4x4 (channels by
+    :func:`level_channels`), then a linear layer."""
 
     def __init__(self, shape: Sequence[int], out_dim: int, width: int = 32) -> None:
         super().__init__()
         c, h, _ = shape
         self.sizes = spatial_sizes(h)
+        chans = level_channels(width, len(self.sizes))
         layers: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.SiLU()]
-        ch = width
-        for _ in self.sizes[1:]:
-            layers += [nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1), nn.SiLU()]
-            ch *= 2
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.SiLU()]
         self.convs = nn.Sequential(*layers)
         with torch.no_grad():
             n = self.convs(torch.zeros(1, *shape)).numel()
@@ -58,15 +83,12 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c, h, w = shape
         self.sizes = spatial_sizes(h)
-        self.ch0 = width * 2 ** (len(self.sizes) - 1)
+        chans = level_channels(width, len(self.sizes))[::-1]  # bottom first
+        self.ch0 = chans[0]
         self.inp = nn.Linear(in_dim, self.ch0 * self.sizes[-1] ** 2)
-        ups = []
-        ch = self.ch0
-        for _ in self.sizes[:-1][::-1]:
-            ups.append(nn.Sequential(nn.Conv2d(ch, ch // 2, 3, padding=1), nn.SiLU()))
-            ch //= 2
-        self.ups = nn.ModuleList(ups)
-        self.head = nn.Conv2d(ch, out_channels or c, 3, padding=1)
+        self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.SiLU())
+                                 for a, b in zip(chans[:-1], chans[1:]))
+        self.head = nn.Conv2d(width, out_channels or c, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
         s = self.sizes[-1]
@@ -128,14 +150,17 @@ class UNet(nn.Module):
     """A small time-conditioned UNet: (B, C, H, W), t (B,) -> (B, C_out, H, W).
 
     ``cond_dim`` optionally adds a conditioning vector (e.g. a class embedding) to the time embedding.
-    Two resolutions below the input (28 -> 14 -> 7, 8 -> 4 -> 2), one ResBlock per level.
+    One ResBlock per level; ``mults`` None: :func:`unet_mults` for images ``size`` px wide from
+    (1, 2, 2), i.e. two resolutions below the input up to 28 px (28 -> 14 -> 7, 8 -> 4 -> 2) and down
+    to an 8-pixel grid from 32 px on (64 -> 32 -> 16 -> 8).
     """
 
     def __init__(
-        self, in_channels: int, width: int = 32, mults: Sequence[int] = (1, 2, 2),
-        out_channels: int | None = None, cond_dim: int = 0,
+        self, in_channels: int, width: int = 32, mults: Sequence[int] | None = None,
+        out_channels: int | None = None, cond_dim: int = 0, size: int = 8,
     ) -> None:
         super().__init__()
+        mults = unet_mults(size, (1, 2, 2)) if mults is None else mults
         tdim = width * 4
         self.temb = TimeEmbedding(tdim)
         self.cond = nn.Linear(cond_dim, tdim) if cond_dim else None

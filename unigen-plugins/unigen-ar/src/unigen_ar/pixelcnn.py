@@ -24,6 +24,8 @@ Notation: k kernel size, h hidden channels, C colour channels, K levels.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import torch
 import torch.nn.functional as F
@@ -44,7 +46,9 @@ def _odd(instance, attribute, value) -> None:
 @attrs.frozen(kw_only=True)
 class PixelCNNConfig:
     hidden: int = positive_int(48)  # channels h of each stack
-    layers: int = nonnegative_int(5)  # gated layers with mask B
+    # Gated layers with mask B. None: from the resolution, enough for a receptive field of about half
+    # the side (first_kernel + 2 per layer), never fewer than 5: 5 up to 32 px, 13 at 64 px.
+    layers: int | None = attrs.field(default=None, validator=v.optional([v.instance_of(int), v.ge(0)]))
     # The paper starts with a 7 x 7 mask-A layer, then 3 x 3 gated layers.
     first_kernel: int = attrs.field(default=7, validator=[v.instance_of(int), v.ge(3), _odd])
     kernel: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(3), _odd])
@@ -126,13 +130,20 @@ class PixelCNN(ARModel):
     Config = PixelCNNConfig
     trainer_defaults = {"lr": 1e-3}
 
+    @staticmethod
+    def layers_for(config: PixelCNNConfig, data: DataInfo) -> int:
+        """``config.layers``, or the resolution rule of the config's comment."""
+        if config.layers is not None:
+            return config.layers
+        return max(5, math.ceil((data.shape[1] / 2 - config.first_kernel) / 2))
+
     def __init__(self, config: PixelCNNConfig, data: DataInfo) -> None:
         super().__init__(config, data)
         c = data.shape[0]
         h, k = config.hidden, self.levels
         self.stacks = nn.ModuleList(
             [GatedLayer(c, h, config.first_kernel, c, first=True)]
-            + [GatedLayer(h, h, config.kernel, c, first=False) for _ in range(config.layers)]
+            + [GatedLayer(h, h, config.kernel, c, first=False) for _ in range(self.layers_for(config, data))]
         )
         gh, ghead = colour_groups(h, c), colour_groups(config.head, c)
         gout = torch.arange(c * k) // k  # logits laid out as (C, K)

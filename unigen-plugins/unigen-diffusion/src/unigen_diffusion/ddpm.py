@@ -53,7 +53,7 @@ class DDPMConfig:
     schedule: str = one_of("linear", tuple(SCHEDULES))
     net: str = one_of("auto", NETS)  # auto: UNet for images, MLP for vectors
     width: int = positive_int(32)  # UNet base channels
-    mults: tuple[int, ...] = positive_ints((1, 2))  # 8x8 -> 4x4 is enough
+    mults: tuple[int, ...] | None = positive_ints(None, optional=True)  # None: from the resolution (networks.py)
     hidden: int = positive_int(256)  # MLP width
     depth: int = positive_int(3)  # MLP hidden layers
     # ancestral: Algorithm 2 when sampling with T steps, DDIM (with eta) for fewer; ddim: always DDIM.

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.plugin import MLP, TimeEmbedding, UNet
+from unigen.plugin import MLP, TimeEmbedding, UNet, unet_mults
 
 NETS = ("auto", "unet", "mlp")
 
@@ -31,10 +31,13 @@ def output_layer(net: nn.Module) -> nn.Module:
     return layers[-1]
 
 
-def denoiser(space: DataInfo, net: str, width: int, mults: tuple[int, ...], hidden: int, depth: int) -> nn.Module:
-    """A UNet for images (``net`` auto or unet), else the MLP denoiser."""
+def denoiser(space: DataInfo, net: str, width: int, mults: tuple[int, ...] | None, hidden: int,
+             depth: int) -> nn.Module:
+    """A UNet for images (``net`` auto or unet), else the MLP denoiser. ``mults`` None: chosen from
+    the resolution, :func:`unigen.plugin.unet_mults` from (1, 2) (8x8 and 28x28: one halving;
+    32x32: 32 -> 16 -> 8; 64x64: 64 -> 32 -> 16 -> 8)."""
     if net == "unet" or (net == "auto" and space.is_image):
         if not space.is_image:
             raise ValueError(f"net='unet' needs image data, got shape {space.shape}")
-        return UNet(space.shape[0], width=width, mults=mults)
+        return UNet(space.shape[0], width=width, mults=mults or unet_mults(space.shape[1], (1, 2)))
     return VectorDenoiser(space.dim, hidden, depth)

@@ -66,7 +66,7 @@ class ScoreSDEConfig:
     t_min: float = open_unit(1e-3)
     net: str = one_of("auto", NETS)
     width: int = positive_int(32)
-    mults: tuple[int, ...] = positive_ints((1, 2))
+    mults: tuple[int, ...] | None = positive_ints(None, optional=True)  # None: from the resolution (networks.py)
     hidden: int = positive_int(256)
     depth: int = positive_int(3)
     # An SDE sampler: the reverse SDE; an ODE sampler (euler, heun, rk4, dopri5): the probability-flow ODE.

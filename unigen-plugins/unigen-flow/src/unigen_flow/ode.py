@@ -67,7 +67,7 @@ class VelocityField(nn.Module):
     def __init__(self, data: DataInfo, config: ODEFlowConfig) -> None:
         super().__init__()
         kind = config.net if config.net != "auto" else ("unet" if data.is_image else "mlp")
-        self.unet = UNet(data.shape[0], config.width) if kind == "unet" else None
+        self.unet = UNet(data.shape[0], config.width, size=data.shape[1]) if kind == "unet" else None  # depth by resolution
         self.mlp = None
         if kind == "mlp":
             self.mlp = MLP([data.dim + 9] + [config.hidden] * config.depth + [data.dim], act=nn.SiLU)

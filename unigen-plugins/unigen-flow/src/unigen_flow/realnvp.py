@@ -31,7 +31,7 @@ from attrs import validators as v
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.plugin import Batch, GenerativeModel, bin_width, dequantize, positive_int
+from unigen.plugin import Batch, GenerativeModel, bin_width, dequantize, positive_int, resolution_levels
 
 from .layers import ActNorm, AffineCoupling, ConvNet, Squeeze, VectorNet, channel_mask, checkerboard
 
@@ -40,8 +40,9 @@ from .layers import ActNorm, AffineCoupling, ConvNet, Squeeze, VectorNet, channe
 class RealNVPConfig:
     # Couplings per stage; the paper uses 3 (4 on the last scale).
     couplings: int = positive_int(3)
-    # Scales for images; 3 gives 28 -> 14 -> 7 (and 8 -> 4 -> 2 for digits).
-    scales: int = positive_int(2)
+    # Scales for images; 3 gives 28 -> 14 -> 7 (and 8 -> 4 -> 2 for digits). None: from the
+    # resolution (unigen.plugin.resolution_levels from 2: 2 below 32 px, 32 -> 16 -> 8 at 32 px, 4 at 64).
+    scales: int | None = positive_int(None, optional=True)
     width: int = positive_int(64)  # conv channels of s, t
     hidden: int = positive_int(128)  # MLP width (vectors)
     depth: int = positive_int(2)  # MLP hidden layers
@@ -78,14 +79,15 @@ class RealNVP(GenerativeModel):
 
     def _build_image(self, config: RealNVPConfig, data: DataInfo) -> None:
         c, h, w = data.shape
-        if h % 2 ** (config.scales - 1) or w % 2 ** (config.scales - 1):
+        scales = config.scales or resolution_levels(h, 2)
+        if h % 2 ** (scales - 1) or w % 2 ** (scales - 1):
             from unigen import ConfigError
 
-            raise ConfigError(f"'scales' = {config.scales} needs H, W divisible by {2 ** (config.scales - 1)}; "
+            raise ConfigError(f"'scales' = {scales} needs H, W divisible by {2 ** (scales - 1)}; "
                               f"the data is {h}x{w}")
         k = config.couplings
-        for level in range(config.scales):
-            last = level == config.scales - 1
+        for level in range(scales):
+            last = level == scales - 1
             layers: list[nn.Module] = []
             for i in range(k + 1 if last else k):
                 layers += [ActNorm(c, image=True),

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.plugin import MLP, spatial_sizes
+from unigen.plugin import MLP, level_channels, spatial_sizes
 
 NORMS = ("batch", "layer", "none")
 LeakyReLU = functools.partial(nn.LeakyReLU, 0.2)
@@ -51,16 +51,15 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         c, h, _ = shape
         self.sizes = spatial_sizes(h)[::-1]  # smallest first, e.g. [4, 7, 14, 28]
-        self.ch0 = width * 2 ** (len(self.sizes) - 1)
+        chans = level_channels(width, len(self.sizes))[::-1]  # smallest grid first
+        self.ch0 = chans[0]
         self.project = nn.Linear(z_dim, self.ch0 * self.sizes[0] ** 2, bias=False)
         self.norm0 = nn.BatchNorm2d(self.ch0)
         ups: list[nn.Module] = []
-        ch = self.ch0
-        for s_in, s_out in zip(self.sizes[:-1], self.sizes[1:]):
-            ups += [_up(ch, ch // 2, s_in, s_out), nn.BatchNorm2d(ch // 2), nn.ReLU()]
-            ch //= 2
+        for a, b, s_in, s_out in zip(chans[:-1], chans[1:], self.sizes[:-1], self.sizes[1:]):
+            ups += [_up(a, b, s_in, s_out), nn.BatchNorm2d(b), nn.ReLU()]
         self.ups = nn.Sequential(*ups)
-        self.to_image = nn.Conv2d(ch, c, 3, padding=1)
+        self.to_image = nn.Conv2d(width, c, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
         s = self.sizes[0]
@@ -76,13 +75,12 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         c, h, _ = shape
         sizes = spatial_sizes(h)  # e.g. [28, 14, 7, 4]
+        chans = level_channels(width, len(sizes))
         layers: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), LeakyReLU()]  # no norm at the input
-        ch = width
-        for s in sizes[:-1]:
-            layers += [_down(ch, ch * 2, s), _norm(norm, ch * 2), LeakyReLU()]
-            ch *= 2
+        for a, b, s in zip(chans[:-1], chans[1:], sizes[:-1]):
+            layers += [_down(a, b, s), _norm(norm, b), LeakyReLU()]
         self.convs = nn.Sequential(*layers)
-        self.out = nn.Linear(ch * sizes[-1] ** 2, 1)
+        self.out = nn.Linear(chans[-1] * sizes[-1] ** 2, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.convs(x).flatten(1)).squeeze(1)  # (B,)

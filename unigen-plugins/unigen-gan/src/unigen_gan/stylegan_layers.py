@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unigen.plugin import spatial_sizes
+from unigen.plugin import level_channels, spatial_sizes
 
 SQRT2 = math.sqrt(2.0)
 
@@ -137,7 +137,7 @@ class SynthesisNetwork(nn.Module):
         super().__init__()
         c, h, _ = shape
         self.sizes = spatial_sizes(h)[::-1]
-        chans = [width * 2 ** (len(self.sizes) - 1 - i) for i in range(len(self.sizes))]
+        chans = level_channels(width, len(self.sizes))[::-1]  # smallest grid first
         self.const = nn.Parameter(torch.randn(1, chans[0], self.sizes[0], self.sizes[0]))  # learned input
         self.base = StyledConv(chans[0], chans[0], w_dim)
         self.rgbs = nn.ModuleList([ToRGB(ch, c, w_dim) for ch in chans])
@@ -204,7 +204,7 @@ class StyleDiscriminator(nn.Module):
         super().__init__()
         c, h, _ = shape
         sizes = spatial_sizes(h)  # e.g. [8, 4]
-        chans = [width * 2**i for i in range(len(sizes))]
+        chans = level_channels(width, len(sizes))
         self.from_rgb = EqualConv2d(c, chans[0], 1, act=True)
         self.blocks = nn.Sequential(*[DiscriminatorBlock(a, b, s) for a, b, s in zip(chans[:-1], chans[1:], sizes[1:])])
         self.conv = EqualConv2d(chans[-1] + 1, chans[-1], 3, act=True)

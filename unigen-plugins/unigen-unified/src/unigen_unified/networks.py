@@ -31,7 +31,8 @@ class TimeField(nn.Module):
     def __init__(self, data: DataInfo, heads: int = 1, hidden: int = 128, depth: int = 3, width: int = 32) -> None:
         super().__init__()
         self.heads = heads
-        self.unet = UNet(data.shape[0], width, out_channels=heads * data.shape[0]) if data.is_image else None
+        self.unet = (UNet(data.shape[0], width, out_channels=heads * data.shape[0], size=data.shape[1])  # depth by resolution
+                     if data.is_image else None)
         self.mlp = None
         if self.unet is None:
             self.mlp = MLP([data.dim + 1 + 2 * TIME_FREQS] + [hidden] * depth + [heads * data.dim])

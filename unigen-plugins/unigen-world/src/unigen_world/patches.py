@@ -13,12 +13,14 @@ from unigen import ConfigError, DataInfo
 
 
 def patch_size_for(data: DataInfo, requested: int | None) -> int:
-    """``requested``, or 2 for images up to 16 pixels wide (8x8 digits: a 4x4 grid) and 4 for larger
-    ones (28x28: a 7x7 grid). The size must divide the image."""
+    """``requested``, or from the resolution: 2 for images up to 16 pixels wide (8x8 digits: a 4x4
+    grid), else the smallest divisor of the side that is at least side / 8, so the grid stays at
+    most 8x8 patches (28x28: 4, a 7x7 grid; 32x32: 4, 8x8; 64x64: 8, 8x8). The size must divide
+    the image."""
     if not data.is_image:
         raise ConfigError(f"this model needs images, and {data.name!r} has shape {data.shape}")
     _, h, w = data.shape
-    p = requested or (2 if h <= 16 else 4)
+    p = requested or (2 if h <= 16 else next(d for d in range(math.ceil(h / 8), h + 1) if h % d == 0))
     if h % p or w % p:
         raise ConfigError(f"patch_size {p} does not divide the {h}x{w} images of {data.name!r}")
     return p
