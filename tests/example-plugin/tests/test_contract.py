@@ -1,5 +1,5 @@
 """The unigen model contract on this plugin's model, from the kit that ships with unigen-core."""
 
-from unigen.testing import contract_tests
+from unigen.plugin import testing
 
-TestGMMContract = contract_tests("gmm")
+TestGMMContract = testing.contract_tests("gmm")

@@ -3,7 +3,7 @@ pytest and llm plugins.
 
 The distribution ``unigen-NAME`` holds a working model (a diagonal Gaussian written as a one-layer affine
 flow, so every check of the contract applies to it), the plugin module that registers it under the id
-NAME, tests that run the contract kit (:mod:`unigen.testing`) and one property of the model, a noxfile
+NAME, tests that run the contract kit (``unigen.plugin.testing``) and one property of the model, a noxfile
 and a README. It passes its own tests unchanged: ``pip install -e './NAME[test]' && pytest``.
 """
 
@@ -126,9 +126,9 @@ def unigen_register_models(register):
 TEST_CONTRACT = '''\
 """The whole unigen model contract on this plugin's ids (the kit ships with unigen-core)."""
 
-from unigen.testing import contract_tests
+from unigen.plugin import testing
 
-Test{cls}Contract = contract_tests("{name}")
+Test{cls}Contract = testing.contract_tests("{name}")
 '''
 
 TEST_MODEL = '''\
@@ -139,7 +139,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import unigen
-from unigen.testing import quick_train
+from unigen.plugin import testing
 
 
 @given(seed=st.integers(0, 1000), log_sigma=st.floats(-2.0, 2.0))
@@ -154,7 +154,7 @@ def test_logprob_is_the_diagonal_normal_density(seed, log_sigma):
 
 def test_it_learns_the_mean_of_the_data():
     data = unigen.load_dataset("moons")
-    model = quick_train("{name}", data, steps=150, batch_size=256)
+    model = testing.quick_train("{name}", data, steps=150, batch_size=256)
     assert torch.allclose(model.mu, data.x.mean(0), atol=0.15)
 '''
 
