@@ -85,6 +85,17 @@ def test_sample_grids_use_fixed_noise_and_leave_training_unchanged(tmp_path):
     assert (first == second).all() and first.shape[0] > 8  # the same seeds every time
 
 
+def test_a_resumed_run_never_logs_a_step_twice_in_the_csv(tmp_path):
+    run = tmp_path / "r"
+    unigen.train("vae", out=run, steps=8, batch_size=16, log_every=2, checkpoint_every=4, loggers=["csv"], quiet=True)
+    (run / "checkpoints" / "latest").write_text("step_00000004")  # as if killed after the step-4 checkpoint
+    unigen.train("vae", out=run, steps=8, resume=True, loggers=["csv"], quiet=True)
+    with open(run / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    jsonl = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [int(r["step"]) for r in rows] == [r["step"] for r in jsonl] == [2, 4, 6, 8]
+
+
 def test_an_unknown_logger_is_one_line_and_writes_nothing(capsys, tmp_path):
     code, _, err = cli(capsys, "train", "vae", "--steps", "1", "--logger", "nosuch", "--out", str(tmp_path / "r"))
     assert code == 2 and "unknown logger 'nosuch'" in err and len(err.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ A logger receives every record the trainer logs (each loss group ``loss/G``, ``l
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .callbacks import Callback
+from .checkpoint import write_text_atomic
 from .errors import UnigenError
 from .registry import LoggerSpec
 
@@ -70,12 +72,24 @@ class JsonlLogger(Logger):
 
 class CsvLogger(Logger):
     """``RUN/metrics.csv``: one row per log step; the columns are those of the first row (a resumed
-    run keeps the file's header)."""
+    run keeps the file's header and drops the rows after the checkpoint it resumes from, as
+    ``metrics.jsonl`` does, so no step appears twice)."""
 
     def __init__(self, run_dir: str | Path) -> None:
         super().__init__(run_dir)
         self.path = self.run_dir / "metrics.csv"
         self.columns: list[str] | None = None
+
+    def start(self, trainer: Any) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= trainer.step]
+        if len(kept) != len(rows):
+            buf = io.StringIO()
+            csv.writer(buf).writerows(kept)
+            write_text_atomic(self.path, buf.getvalue())
 
     def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
         if self.columns is None and self.path.exists() and self.path.stat().st_size:
