@@ -91,15 +91,17 @@ def positive_ints(default: tuple[int, ...] | None, *, optional: bool = False) ->
     return attrs.field(default=default, validator=check)
 
 
-def registered_sampler(kind: str | None = None) -> Validator:
+def registered_sampler(kind: str | None = None, also: tuple[str, ...] = ()) -> Validator:
     """An attrs validator for a config's ``sampler`` field: a sampler registered with the default host
-    (of ``kind``, when given). A mistake is a ValueError listing the known ones, which the config layer
+    (of ``kind``, when given) or one of the model's own names in ``also`` (e.g. ``"auto"``). A mistake is a ValueError listing the known ones, which the config layer
     reports as one line."""
 
     def check(instance: Any, attribute: Any, value: Any) -> None:
         name = getattr(attribute, "name", "sampler")
         if not isinstance(value, str):
             raise ValueError(f"'{name}' must be a string, got {value!r}")
+        if value in also:
+            return
         try:
             get_sampler(value, kind=kind)
         except UnigenError as exc:
@@ -108,9 +110,9 @@ def registered_sampler(kind: str | None = None) -> Validator:
     return check
 
 
-def sampler(default: str, kind: str | None = None) -> Any:
+def sampler(default: str, kind: str | None = None, *, also: tuple[str, ...] = ()) -> Any:
     """A registered sampler id (of ``kind``, ``ode`` or ``sde``, when given); a mistake lists the known ones."""
-    return attrs.field(default=default, validator=registered_sampler(kind))
+    return attrs.field(default=default, validator=registered_sampler(kind, also))
 
 
 __all__ = [

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from unigen import config as cfg
 from unigen import default_host
 from unigen.plugin import UnigenError
 
@@ -18,8 +19,6 @@ def _host():
 def _check_set(item: str, models: tuple[str, ...] | None) -> None:
     """``--set ID.KEY=VALUE`` names a model being benched, a key of its config and a value of the
     key's type, checked before any training."""
-    from unigen import config as cfg
-
     target, sep, text = item.partition("=")
     model_id, dot, key = target.strip().partition(".")
     if not sep or not dot or not key:

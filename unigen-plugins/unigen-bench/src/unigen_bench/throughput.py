@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from unigen import ops
+from unigen import Trainer, TrainerConfig, ops
+from unigen import config as cfg
 from unigen.plugin import UnsupportedOperation
 
 if TYPE_CHECKING:
@@ -69,8 +70,6 @@ def training_throughput(model: Any, data: Any, trainer_config: Any, *, steps: in
     """Training steps per second of the generic trainer on a copy of ``model``."""
     import attrs
 
-    from unigen import Trainer
-
     clone = copy.deepcopy(model)
     clone.model_id = model.model_id
     cfg = attrs.evolve(trainer_config, steps=warmup, checkpoint_every=0, log_every=max(warmup, 1))
@@ -92,8 +91,6 @@ def throughput(ctx: "metrics.EvalContext") -> dict[str, Any]:
     """The ``throughput`` metric: sampling (batch ``ctx.batch_size``) and training (the run's trainer settings)."""
     import attrs
 
-    from unigen import TrainerConfig
-    from unigen import config as cfg
 
     out: dict[str, Any] = {}
     try:

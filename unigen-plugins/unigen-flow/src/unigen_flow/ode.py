@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from unigen import DataInfo
-from unigen.plugin import MLP, GenerativeModel, UNet, flag, one_of, positive_float, positive_int, sampler
+from unigen.plugin import MLP, GenerativeModel, UNet, flag, get_sampler, one_of, positive_float, positive_int, sampler
 
 AUTO_EXACT_DIM = 16  # D reverse-mode passes per evaluation are cheaper than Hutchinson's noise up to here
 TRACES = ("auto", "exact", "hutchinson")
@@ -157,8 +157,6 @@ class ODEFlow(GenerativeModel):
 
     def solve(self, x: Tensor, t_start: float, t_end: float, steps: int | None = None) -> Tensor:
         """Integrate dx/dt = v from t_start to t_end with the configured registered sampler."""
-        from unigen.plugin import get_sampler
-
         spec = get_sampler(self.config.sampler, kind="ode", host=self.host)
         n = steps or type(self).default_steps or 100
         return spec.solve(self.velocity, x, n, t_start=t_start, t_end=t_end, rtol=self.config.rtol,

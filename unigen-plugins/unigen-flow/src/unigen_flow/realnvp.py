@@ -30,7 +30,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import DataInfo
+from unigen import ConfigError, DataInfo
 from unigen.plugin import Batch, GenerativeModel, bin_width, dequantize, positive_int, resolution_levels
 
 from .layers import ActNorm, AffineCoupling, ConvNet, Squeeze, VectorNet, channel_mask, checkerboard
@@ -81,8 +81,6 @@ class RealNVP(GenerativeModel):
         c, h, w = data.shape
         scales = config.scales or resolution_levels(h, 2)
         if h % 2 ** (scales - 1) or w % 2 ** (scales - 1):
-            from unigen import ConfigError
-
             raise ConfigError(f"'scales' = {scales} needs H, W divisible by {2 ** (scales - 1)}; "
                               f"the data is {h}x{w}")
         k = config.couplings

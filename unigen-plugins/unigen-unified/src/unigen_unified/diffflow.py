@@ -58,11 +58,19 @@ from typing import Any
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import DataInfo, UnigenError
-from unigen.plugin import Batch, GenerativeModel, broadcast_t, nonnegative_int, positive_int, probability
+from unigen import DataInfo
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    broadcast_t,
+    get_sampler,
+    nonnegative_int,
+    positive_int,
+    probability,
+    sampler,
+)
 
 from .networks import TimeField, vector_mlp
 
@@ -75,17 +83,6 @@ def vp_coefficients(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     big_b = B_MIN * td + 0.5 * (B_MAX - B_MIN) * td * td
     out = (torch.exp(-big_b / 2), torch.sqrt(-torch.expm1(-big_b)), B_MIN + (B_MAX - B_MIN) * td)
     return tuple(c.to(t.dtype) for c in out)
-
-
-def _sampler_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    from unigen.plugin import get_sampler
-
-    if value == "auto":
-        return
-    try:
-        get_sampler(value)
-    except UnigenError as exc:
-        raise ValueError(f"'sampler' = {value!r}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -101,7 +98,7 @@ class DiffFlowConfig:
     # DDIM steps of G at sampling; 0 = ``gen_steps``, the unroll it was trained with (see the docstring).
     sample_unroll: int = nonnegative_int(0)
     # "auto": G(z) when lambda < 1, the probability-flow ODE (heun) when lambda = 1; or a registered sampler.
-    sampler: str = attrs.field(default="auto", validator=[v.instance_of(str), _sampler_name])
+    sampler: str = sampler("auto", also=("auto",))
 
 
 class DiffFlow(GenerativeModel):
@@ -219,8 +216,6 @@ class DiffFlow(GenerativeModel):
 
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """z ~ N(0, I) at t=1 to data: G(z), or a registered solver (see the module docstring)."""
-        from unigen.plugin import get_sampler
-
         name = self.sampler_name()
         if name == "generator":
             if steps is not None and steps != self.unroll:

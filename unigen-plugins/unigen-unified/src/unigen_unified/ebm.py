@@ -38,6 +38,7 @@ from unigen import DataInfo
 from unigen.plugin import (
     Batch,
     GenerativeModel,
+    get_sampler,
     nonnegative_float,
     nonnegative_int,
     one_of,
@@ -53,8 +54,6 @@ def langevin(energy: Callable[[Tensor], Tensor], x: Tensor, steps: int, step_siz
              generator: torch.Generator | None = None) -> Tensor:
     """``steps`` unadjusted Langevin steps x <- x - h grad E(x) + sqrt(2h) xi from x (B, *D), through the
     registered ``euler-maruyama`` sampler (see the module docstring). Returns detached samples."""
-    from unigen.plugin import get_sampler
-
     span = steps * step_size
 
     def field(y: Tensor, t: Tensor) -> tuple[Tensor, float]:

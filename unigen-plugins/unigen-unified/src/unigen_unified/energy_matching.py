@@ -59,7 +59,15 @@ import torch
 from torch import Tensor
 
 from unigen import DataInfo
-from unigen.plugin import Batch, GenerativeModel, nonnegative_float, nonnegative_int, positive_float, positive_int
+from unigen.plugin import (
+    Batch,
+    GenerativeModel,
+    get_sampler,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 from .ebm import grid_log_partition
 from .networks import vector_mlp
@@ -142,8 +150,6 @@ class EnergyMatching(GenerativeModel):
     def integrate(self, x: Tensor, steps: int, t_start: float) -> Tensor:
         """The tempered gradient flow of the module docstring from t_start to -langevin_time, ``steps``
         Euler-Maruyama steps. x: (B, *D); returns detached samples."""
-        from unigen.plugin import get_sampler
-
         c = self.config
 
         def field(y: Tensor, t: Tensor) -> tuple[Tensor, float]:

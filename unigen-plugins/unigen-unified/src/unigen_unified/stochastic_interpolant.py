@@ -35,7 +35,7 @@ from attrs import validators as v
 from torch import Tensor
 
 from unigen import DataInfo, UnigenError
-from unigen.plugin import Batch, GenerativeModel, broadcast_t, nonnegative_float, positive_int, sampler
+from unigen.plugin import Batch, GenerativeModel, broadcast_t, get_sampler, nonnegative_float, positive_int, sampler
 
 from .interpolants import get_schedule
 from .networks import TimeField
@@ -66,8 +66,6 @@ class StochasticInterpolantConfig:
 
     @sampler.validator
     def _sde_needs_gamma(self, attribute: Any, value: str) -> None:
-        from unigen.plugin import get_sampler
-
         if get_sampler(value).kind == "sde" and self.gamma == 0:
             raise ValueError(f"'sampler' = {value!r} is an SDE solver: it needs the learned score, trained only "
                              "when 'gamma' > 0 (set gamma=1.0, or pick an ODE sampler)")
@@ -142,8 +140,6 @@ class StochasticInterpolant(GenerativeModel):
 
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """Integrate from t=1 (z ~ N(0, I)) to t=t_min with the configured registered sampler."""
-        from unigen.plugin import get_sampler
-
         spec = get_sampler(self.config.sampler, host=self.host)
         fn = self.backward_sde if spec.kind == "sde" else self.drift
         return spec.solve(fn, z, steps or self.default_steps, t_start=1.0, t_end=self.interpolant.t_min)

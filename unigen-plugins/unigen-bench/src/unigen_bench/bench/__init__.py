@@ -38,9 +38,20 @@ from typing import Any
 import attrs
 import torch
 
-from unigen import Trainer, TrainerConfig, checkpoint, images, progress, testing
+from unigen import (
+    Trainer,
+    TrainerConfig,
+    build_model,
+    check_data_dir,
+    checkpoint,
+    dataset_spec,
+    default_host,
+    images,
+    progress,
+    testing,
+)
 from unigen import metrics as unigen_metrics
-from unigen.plugin import DataError, GenerativeModel, UnigenError, UnsupportedOperation
+from unigen.plugin import DataError, DataInfo, Dataset, GenerativeModel, UnigenError, UnsupportedOperation
 
 from ..throughput import samples_per_sec_from_chunks, training_throughput
 from .config import BenchConfig, MetricTimeout, TooSlow, sampling_steps, select_models, time_limit
@@ -104,8 +115,6 @@ def prepare(spec: Any, c: BenchConfig, data: Any, run_dir: Path, host: Any, *,
             example: bool) -> tuple[Any, TrainerConfig]:
     """Build the model (its default config, or its example config, which may train the small runs it
     needs in ``run_dir/example``) and its trainer settings, and write a fresh run directory for them."""
-    from unigen import build_model
-
     if run_dir.exists():
         shutil.rmtree(run_dir)
     config = None
@@ -199,11 +208,8 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
 
 # -- the whole bench ------------------------------------------------------------------------------
 def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from unigen import default_host
-
     host = host or default_host()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    from unigen import check_data_dir, dataset_spec
 
     data_spec = dataset_spec(c.data, host)  # a registered id, or a user's folder/file (its canonical id)
     check_data_dir(data_spec, c.data_dir)
@@ -286,8 +292,6 @@ class _Tiny(GenerativeModel):
 def warm_up(host: Any) -> None:
     """Two steps of the trainer on a throwaway model, so that the first benchmarked model does not pay
     for the lazy imports and initialisation of the optimizer and autograd (seconds on a busy CPU)."""
-    from unigen.plugin import DataInfo, Dataset
-
     info = DataInfo(name="warm-up", shape=(1, 8, 8), kind="image")
     data = Dataset(info=info, x=torch.zeros(8, 1, 8, 8))
     with torch.random.fork_rng(devices=[]):

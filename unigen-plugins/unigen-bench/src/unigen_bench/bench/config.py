@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from unigen import dataset_spec
 from unigen.plugin import GenerativeModel, UnigenError
 
 # --quick: ~25 models in under 10 minutes on 2 CPU cores.
@@ -90,8 +91,6 @@ def time_limit(seconds: float | None, what: str):
 
 
 def select_models(host: Any, data: str, ids: tuple[str, ...] | None) -> list[Any]:
-    from unigen import dataset_spec
-
     kind = dataset_spec(data, host).kind
     if ids:
         return [host.models[i] for i in ids]  # an unknown id fails before any training

@@ -11,6 +11,7 @@ import attrs
 
 from unigen import Callback, Trainer, TrainerConfig
 from unigen.plugin import GenerativeModel
+from unigen.trainer import trainer_config as settings_for
 
 from .config import MIN_STEPS, BenchConfig, MetricTimeout, TooSlow, time_limit
 
@@ -87,8 +88,6 @@ def _with(tc: TrainerConfig, **changes: Any) -> TrainerConfig:
 def trainer_config(model: GenerativeModel, c: BenchConfig) -> TrainerConfig:
     """The bench's budget over the built model's ``trainer_defaults`` (read from the instance: they may
     depend on the data, e.g. a paper's 2-D toy settings), through the core's one rule."""
-    from unigen.trainer import trainer_config as settings_for
-
     values: dict[str, Any] = dict(seed=c.seed, device=c.device, steps=c.steps or 1, checkpoint_every=0,
                                   keep_checkpoints=1)
     if c.batch_size is not None:

@@ -41,6 +41,8 @@ from typing import Any
 
 import torch
 
+from unigen import malloc
+
 from .compile import section_compile
 from .memory import section_malloc, section_memory
 from .overhead import section_trainer_overhead
@@ -62,8 +64,6 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 def _meta(ctx: Context) -> dict[str, Any]:
-    from unigen import malloc
-
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": ctx.quick, "compile": ctx.compile,
             "device": str(ctx.device), "torch": torch.__version__, "threads": torch.get_num_threads(),

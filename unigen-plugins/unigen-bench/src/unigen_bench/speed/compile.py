@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unigen import ops
+from unigen import Trainer, TrainerConfig, ops
 from unigen.plugin import Dataset, GenerativeModel, UnsupportedOperation
 
 from ..throughput import sync
@@ -36,8 +36,6 @@ def compile_networks(model: nn.Module) -> int:
 
 
 def _train_seconds(model: GenerativeModel, data: Dataset, ctx: "Context", steps: int) -> float:
-    from unigen import Trainer, TrainerConfig
-
     defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model.trainer_defaults.items()}
     cfg = TrainerConfig(**{**defaults, "steps": steps, "batch_size": 64, "seed": 0, "device": ctx.device.type,
                            "log_every": steps})

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from unigen import ops
+from unigen import Trainer, default_host, load_dataset, malloc, ops
 from unigen.plugin import DataInfo
 
 from .overhead import overhead_config
@@ -115,8 +115,6 @@ def _probe_model(host: Any) -> str | None:
 def probe(mode: str, model_id: str, conv_id: str) -> dict[str, float]:
     """The workload of the malloc comparison, run in a fresh process: sampling a conv denoiser on
     28x28 (batch 64, 10 steps) and training a conv model on digits (batch 128)."""
-    from unigen import default_host, load_dataset, malloc
-
     if mode == "mallopt":
         malloc.tune(force=True)
     torch.set_num_threads(1)
@@ -136,7 +134,6 @@ def probe(mode: str, model_id: str, conv_id: str) -> dict[str, float]:
     sample_s = statistics.median(draw() for _ in range(3))
     digits = load_dataset("digits", host=host)
     conv = _build(conv_id, digits.info, host, ctx_dev)
-    from unigen import Trainer
 
     cfg = overhead_config(conv, 128, 30, "cpu")
     Trainer(conv, digits, cfg, quiet=True, host=host).fit()
@@ -152,8 +149,6 @@ def probe(mode: str, model_id: str, conv_id: str) -> dict[str, float]:
 
 
 def section_malloc(ctx: "Context") -> dict[str, Any]:
-    from unigen import malloc
-
     model_id = _probe_model(ctx.host)
     conv_id = pick_overhead_models(ctx.host, ctx.overhead_model)
     if model_id is None or conv_id is None:

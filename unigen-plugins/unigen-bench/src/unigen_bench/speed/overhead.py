@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 import unigen
+from unigen import Trainer, TrainerConfig, load_dataset
 from unigen.plugin import Batch, Dataset, GenerativeModel
 
 from ..throughput import sync
@@ -74,8 +75,6 @@ class BareLoop:
 def overhead_config(model: GenerativeModel, batch_size: int, steps: int, device: str) -> Any:
     """The trainer's plain path with the model's preferred optimizer settings (no EMA, clipping or
     schedule, which a bare loop would not have either)."""
-    from unigen import TrainerConfig
-
     keep = ("lr", "betas", "optimizer", "weight_decay")
     defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model.trainer_defaults.items() if k in keep}
     plain = {"ema_decay": 0.0, "grad_clip": 0.0, "lr_schedule": "constant", "warmup_steps": 0}
@@ -84,8 +83,6 @@ def overhead_config(model: GenerativeModel, batch_size: int, steps: int, device:
 
 def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, steps: int, repeats: int,
                     host: Any, device: str = "cpu") -> dict[str, Any]:
-    from unigen import Trainer
-
     config = overhead_config(model, batch_size, steps, device)
     bare = BareLoop(model, data, config)
     cpu: dict[str, list[float]] = {"trainer": [], "bare": []}
@@ -118,8 +115,6 @@ def trainer_vs_bare(model: GenerativeModel, data: Dataset, batch_size: int, step
 
 
 def section_trainer_overhead(ctx: "Context") -> dict[str, Any]:
-    from unigen import load_dataset
-
     model_id = pick_overhead_models(ctx.host, ctx.overhead_model)
     if model_id is None:
         return {"error": "no installed model takes both vectors and images"}

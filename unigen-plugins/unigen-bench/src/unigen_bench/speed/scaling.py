@@ -9,6 +9,8 @@ from typing import Any
 import attrs
 import torch
 
+from unigen import Trainer, load_dataset
+
 from ..throughput import sync
 from .memory import _probe_model
 from .overhead import overhead_config
@@ -18,8 +20,6 @@ from .timing import Context, _build, _error, linear_fit, pick_overhead_models
 
 # -- section: scaling -------------------------------------------------------------------------------------
 def section_scaling(ctx: "Context") -> dict[str, Any]:
-    from unigen import Trainer, load_dataset
-
     out: dict[str, Any] = {}
     conv_id = pick_overhead_models(ctx.host, ctx.overhead_model)
     if conv_id is None:

@@ -13,6 +13,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from unigen import build_model, testing
 from unigen.plugin import DataInfo, Dataset, GenerativeModel
 
 SECTIONS = ("trainer_overhead", "samplers", "samples_per_sec", "compile", "memory", "malloc", "scaling")
@@ -74,8 +75,6 @@ def vector_view(data: Dataset) -> Dataset:
 def _build(model_id: str, info: DataInfo, host: Any, device: torch.device, workdir: Path | None = None) -> GenerativeModel:
     """The model's default config; a model whose default config cannot be built (it needs another
     trained run) falls back to its ``example_config`` when ``workdir`` is given."""
-    from unigen import build_model, testing
-
     try:
         model = build_model(model_id, info, host=host)
     except Exception:
