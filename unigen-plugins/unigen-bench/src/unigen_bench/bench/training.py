@@ -10,8 +10,8 @@ from typing import Any
 import attrs
 
 from unigen import Callback, Trainer, TrainerConfig
+from unigen import trainer_config as settings_for
 from unigen.plugin import GenerativeModel
-from unigen.trainer import trainer_config as settings_for
 
 from .config import MIN_STEPS, BenchConfig, MetricTimeout, TooSlow, time_limit
 
