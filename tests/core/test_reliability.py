@@ -418,3 +418,12 @@ def test_a_file_system_without_locks_is_said_and_training_goes_on(capsys, tmp_pa
     code, _, err = train(capsys, tmp_path / "r", "--steps", "1")
     assert code == 0, err
     assert "cannot lock" in err and ck.latest_checkpoint(tmp_path / "r").name == "step_00000001"
+
+
+def test_a_run_that_diverged_before_its_first_checkpoint_resumes_with_new_settings(capsys, tmp_path):
+    run = tmp_path / "r"
+    one_line(*train(capsys, run, "--steps", "2", "--lr", "inf")[::2], expected=1)
+    assert ck.latest_checkpoint(run) is None
+    code, _, err = train(capsys, run, "--steps", "2", "--lr", "0.001", "--resume")
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["trainer"]["lr"] == 0.001

@@ -23,7 +23,7 @@ from . import config as cfg
 from . import ops
 from .api import build_model, load_run
 from .callbacks import Callback
-from .checkpoint import clean_stale, read_run
+from .checkpoint import clean_stale, latest_checkpoint, read_run
 from .data.sources import check_data_dir, dataset_spec
 from .distributed import DistributedContext
 from .errors import ConfigError, UnigenError
@@ -86,7 +86,7 @@ def train(
         model_cfg, given = _split(spec, items, old, recorded)
         fixed = [k for k in cfg.fields_of(type(old)) if getattr(model_cfg, k) != getattr(old, k)]
         fixed += [k for k, v in given.items() if k not in RESUMABLE and v != recorded.get(k, v)]
-        if fixed:
+        if fixed and latest_checkpoint(out) is not None:  # with no checkpoint yet, nothing was made with them
             raise ConfigError(f"--resume cannot change {', '.join(sorted(fixed))} (the weights and optimizer state "
                               f"of {out} were made with the recorded values); it may change "
                               f"{', '.join(sorted(RESUMABLE))}; choose another --out to train with new settings")
