@@ -21,7 +21,9 @@ By declared capability (the checks are in :mod:`unigen.testing.checks`):
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 from typing import Any, ClassVar
 
@@ -104,6 +106,7 @@ def case_for(host: Host, model_id: str, kind: str | None = None) -> Case:
     if key not in _CASES:
         data = load_dataset(DATA_FOR_KIND[kind], host=host)
         workdir = tempfile.mkdtemp(prefix=f"unigen-contract-{model_id}-")
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # the helper runs live for the session
         # the runs the model builds on (needs_runs) are trained first; one no installed plugin provides is
         # a UnigenError naming what to install, and the model's checks are skipped with it
         _CASES[key] = Case(model_id, host, data, example_config(model_cls, data.info, workdir, host=host))
