@@ -41,10 +41,10 @@ def coloured_squares(folder, n: int, size: int = 32, seed: int = 0) -> None:
 
 
 def test_ddpm_trains_on_a_folder_of_pngs_and_samples_a_colour_grid(capsys, tmp_path):
-    # The command with --steps 300; 40 small steps here keep CI cheap (the path is the same).
+    # The command with --steps 300; 20 small steps here keep CI cheap (the path is the same).
     coloured_squares(tmp_path / "pngs", 48)
     run = tmp_path / "runs" / "mine"
-    code, _, err = run_cli(capsys, "train", "ddpm", "--data", str(tmp_path / "pngs"), "--steps", "40",
+    code, _, err = run_cli(capsys, "train", "ddpm", "--data", str(tmp_path / "pngs"), "--steps", "20",
                            "--batch-size", "16", "--set", "width=8", "--set", "timesteps=50", "--out", str(run),
                            "--quiet")
     assert code == 0, err
