@@ -57,8 +57,8 @@ def test_the_cache_is_keyed_by_content_and_settings_not_by_name(cache, monkeypat
 
 
 def test_the_self_supervised_features_learn_the_shapes(cache):
-    """Trained without labels, the features tell squares from circles far better than two halves of
-    the same images differ, and better than the same network untrained."""
+    """Trained without labels, squares and circles lie further apart in the features (FID) than two
+    halves of the squares do, and much further than in the same network's features untrained."""
     train = unlabelled(small_shapes("train", 16, 0, 2000))
     e = ev.data_evaluator(train, None, steps=150)
     test = unlabelled(small_shapes("test", 16, 0, 2000)).x
@@ -69,11 +69,12 @@ def test_the_self_supervised_features_learn_the_shapes(cache):
     def separation(evaluator) -> float:
         f = evaluator(test)[0]
         f = f / f.pow(2).mean().sqrt()
-        same = scores.fid(f[kind == 0][::2], f[kind == 0][1::2])
-        return scores.fid(f[kind == 0], f[kind == 1]) / same
+        squares, circles = f[kind == 0], f[kind == 1]  # ~500 each: halves of equal size compared
+        return scores.fid(squares[::2], circles[::2]) / scores.fid(squares[::2], squares[1::2])
 
     trained_sep, untrained_sep = separation(e), separation(untrained)
-    assert trained_sep > 3 and trained_sep > 1.5 * untrained_sep, (trained_sep, untrained_sep)
+    # measured: 2.71 trained, 1.11 untrained (a ratio near 1: the features do not tell them apart)
+    assert trained_sep > 2 and trained_sep > 1.8 * untrained_sep, (trained_sep, untrained_sep)
 
 
 def test_eval_on_unlabelled_data_gives_fid_kid_pr_and_says_why_no_inception_score(tmp_path, capsys):
