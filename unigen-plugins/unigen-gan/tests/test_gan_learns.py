@@ -28,17 +28,22 @@ def test_wgan_gp_learns_moons():
     The toy settings are those of the paper's own 2-D experiments (gan_toy.py of Gulrajani et al.):
     lambda = 0.1 ("smaller lambda seems to help for toy tasks"), Adam betas (0.5, 0.9), with the
     learning rate decayed linearly to zero as in their image experiments. Measured over seeds 0-3:
-    MMD^2 0.005-0.012 after 3000 steps, against 0.123 for N(0, I).
+    MMD^2 0.005-0.012 after 3000 steps, against 0.123 for N(0, I) and about 0.037 for a 4-component
+    Gaussian mixture fitted to moons, the bar here (a mixture met the old bar of 0.25 N(0, I)).
     """
+    from sklearn.mixture import GaussianMixture
+
     ref = sample_toy("moons", 1000, seed=7)
     torch.manual_seed(0)
     normal = float(mmd2(torch.randn(1000, 2), ref))
+    gmm = GaussianMixture(4, random_state=0).fit(sample_toy("moons", 5000, seed=1).numpy())
+    mixture = float(mmd2(torch.tensor(gmm.sample(1000)[0], dtype=torch.float32), ref))
     sets = ["z_dim=2", "hidden=128", "gp_weight=0.1"]
     before = float(mmd2(_samples(untrained("wgan-gp", "moons", overrides=sets), 1000), ref))
     model = quick_train("wgan-gp", "moons", steps=3000, batch_size=256, overrides=sets,
                         trainer={"lr": 5e-4, "betas": (0.5, 0.9), "lr_schedule": "linear"})
     after = float(mmd2(_samples(model, 1000), ref))
-    assert after < 0.25 * normal
+    assert after < 0.25 * normal and after < 0.5 * mixture, (after, mixture)
     assert after < 0.05 * before
 
 

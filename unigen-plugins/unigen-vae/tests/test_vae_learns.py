@@ -19,13 +19,57 @@ def _bpd(model) -> float:
     return nll(ctx)["nll_bits_per_dim"]
 
 
+@pytest.fixture(scope="module")
+def independent_pixels() -> float:
+    """Test bits/dim of the best model with no latent at all: one discretized Gaussian per pixel, its mean
+    and scale fitted by maximum likelihood on the training digits (2.47). A VAE whose encoder is cut off
+    (q(z|x) = N(0, I)) can do no better than this, so a working VAE must beat it."""
+    from unigen_vae.likelihood import discretized_gaussian_logp
+
+    train, test = unigen.load_dataset("digits"), unigen.load_dataset("digits", "test")
+    mean = train.x.mean(0, keepdim=True).clone().requires_grad_(True)
+    log_scale = train.x.std(0, keepdim=True).clamp_min(0.05).log().clone().requires_grad_(True)
+    opt = torch.optim.Adam([mean, log_scale], lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        (-discretized_gaussian_logp(train.x, mean.expand_as(train.x), log_scale.expand_as(train.x), 17).mean()).backward()
+        opt.step()
+    with torch.no_grad():
+        nats = -discretized_gaussian_logp(test.x, mean.expand_as(test.x), log_scale.expand_as(test.x), 17).mean()
+    return float(nats) / test.x[0].numel() / math.log(2)
+
+
+def _cut_encoder(model):
+    """The mutation: q(z|x) = N(0, I) whatever x is (the encoder's output is thrown away)."""
+    encode = model.encode
+    model.encode = lambda x: tuple(torch.zeros_like(t) for t in encode(x))
+    return model
+
+
+# Measured (250 steps, batch 64, lr 2e-3; test bits/dim): vae 2.05, beta-vae 2.37 against 2.47 for
+# independent pixels; the VAE with its encoder cut off reaches 2.49. vq-vae reached 2.46 and fsq 3.49:
+# with a uniform prior over codes (log K nats per latent in the bound) they do not beat independent
+# pixels in this budget, so for them the test keeps only the margin over their untrained selves.
+MARGINS = {"vae": 0.25, "beta-vae": 0.05}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_id", ["vae", "beta-vae", "vq-vae", "fsq"])
-def test_trained_model_beats_its_untrained_self_on_the_elbo(model_id):
+def test_trained_model_beats_its_untrained_self_and_independent_pixels(model_id, independent_pixels):
     before = _bpd(untrained(model_id))
     after = _bpd(quick_train(model_id, steps=250, batch_size=64, trainer={"lr": 2e-3}))
     assert after < before - 0.7, (before, after)
     assert after < UNIFORM, (before, after)
+    if model_id in MARGINS:
+        assert after < independent_pixels - MARGINS[model_id], (independent_pixels, before, after)
+
+
+@pytest.mark.slow
+def test_a_vae_with_its_encoder_cut_off_fails_the_same_threshold(independent_pixels):
+    model = _cut_encoder(untrained("vae")).train()
+    after = _bpd(quick_train("vae", steps=250, batch_size=64, trainer={"lr": 2e-3}, model=model))
+    assert after < 3.35 - 0.7  # it passes the old test (3.35 -> 2.49 bits/dim) ...
+    assert not after < independent_pixels - MARGINS["vae"], (independent_pixels, after)  # ... not this one
 
 
 @pytest.mark.slow
