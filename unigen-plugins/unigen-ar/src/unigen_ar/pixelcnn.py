@@ -68,6 +68,7 @@ class MaskedConv(nn.Conv2d):
 
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int], mask: Tensor) -> None:
         super().__init__(cin, cout, kernel, padding=(kernel[0] // 2, kernel[1] // 2))
+        self.mask: Tensor
         self.register_buffer("mask", mask.to(self.weight.dtype).expand_as(self.weight).clone())
 
     def forward(self, x: Tensor) -> Tensor:

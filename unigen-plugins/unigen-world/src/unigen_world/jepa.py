@@ -28,6 +28,7 @@ It is not a generative sampler: ``forward`` gives the target encoder's patch emb
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import attrs
 import torch
@@ -103,7 +104,8 @@ def init_weights(module: nn.Module, depth: int) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    for layer, blk in enumerate(module.blocks, start=1):
+    blocks: Any = module.blocks  # the encoder's or predictor's nn.ModuleList
+    for layer, blk in enumerate(blocks, start=1):
         blk.proj.weight.data.div_((2.0 * layer) ** 0.5)
         blk.mlp[-1].weight.data.div_((2.0 * layer) ** 0.5)
 
@@ -118,6 +120,7 @@ class ViT(nn.Module):
     def __init__(self, patch_dim: int, dim: int, depth: int, heads: int, grid: tuple[int, int]) -> None:
         super().__init__()
         self.embed = nn.Linear(patch_dim, dim)
+        self.pos: Tensor
         self.register_buffer("pos", sincos_2d(dim, *grid), persistent=False)  # (N, dim)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
@@ -145,6 +148,7 @@ class Predictor(nn.Module):
         self.inp = nn.Linear(dim, pred_dim)
         self.mask_token = nn.Parameter(torch.zeros(pred_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.pos: Tensor
         self.register_buffer("pos", sincos_2d(pred_dim, *grid), persistent=False)
         self.blocks = nn.ModuleList(TransformerBlock(pred_dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(pred_dim)
