@@ -15,6 +15,11 @@ last good one stays intact. What does not change during a run is resolved before
 loss hook (called straight through the model when the core's default is its only implementation),
 the group schedule of a model that does not override ``active_groups``, and a constant learning
 rate (its scheduler is not stepped; its state is brought up to date when saved).
+
+``grad_accum`` = K: each step reads K batches and every group stepped accumulates the gradient of
+(1/K) sum_k L_k over them (one batch of K*B for a mean loss). ``precision`` bf16/fp16 runs the loss
+under ``torch.autocast`` (fp16 with a ``GradScaler`` per group); a model keeps a delicate part
+(a log-det sum, an ODE solve) in fp32 inside ``with torch.autocast(x.device.type, enabled=False):``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from .interrupt import SignalStop
 from .loggers import JsonlLogger
 from .model import GenerativeModel
 from .plugins import Host, default_host
+
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -99,6 +106,10 @@ class TrainerConfig:
     device: str = attrs.field(default="cpu", validator=v.in_(("cpu", "cuda")))
     # Random horizontal flips of training images (standard for natural images; not for digits or text).
     flip: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    # Micro-batches of batch_size per optimizer step: the gradient of a mean loss over K*batch_size examples.
+    grad_accum: int = attrs.field(default=1, validator=[v.instance_of(int), v.gt(0)])
+    # The loss's forward pass under torch.autocast (bf16/fp16); weights, optimizer state and checkpoints stay fp32.
+    precision: str = attrs.field(default="fp32", validator=v.in_(("fp32", "bf16", "fp16")))
     explicit: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __init__(self, **settings: Any) -> None:
@@ -192,6 +203,10 @@ class Trainer:
         self.batches = BatchIterator(data, config.batch_size, seed=config.seed, rank=rank, world_size=world_size,
                                      device=self.device, flip=config.flip)
         self._loss_hook = self._resolve_loss_hook()  # resolved once, not per step
+        self._amp_dtype = AUTOCAST_DTYPES[config.precision]
+        # fp16 gradients underflow without loss scaling: one scaler per group (each its own optimizer).
+        self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.groups} \
+            if config.precision == "fp16" else {}
         self.last_record: dict[str, Any] = {}
 
     # -- construction -------------------------------------------------------------------------
@@ -233,6 +248,7 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng": rng,
             "data": self.batches.state_dict(),
+            **({"scalers": {k: sc.state_dict() for k, sc in self.scalers.items()}} if self.scalers else {}),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -246,6 +262,8 @@ class Trainer:
             if "cuda" in state["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
             self.batches.load_state_dict(state["data"])
+            for k, sc in self.scalers.items():
+                sc.load_state_dict(state["scalers"][k])
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"trainer state does not match this model/trainer: {exc}") from None
 
@@ -370,6 +388,7 @@ class Trainer:
         # A model that keeps the base class's active_groups steps every group at every step.
         every_step = tuple(group_names) if type(model).active_groups is GenerativeModel.active_groups else None
         step_lr = not self._constant_lr()
+        accum = c.grad_accum
         losses: dict[str, list[Tensor]] = {g: [] for g in group_names}  # this interval's losses, on the device
         loss_steps: dict[str, list[int]] = {g: [] for g in group_names}
         bar = self._progress()
@@ -388,29 +407,30 @@ class Trainer:
             cb.on_train_start(self)
         with stop:
             while self.step < c.steps:
-                batch = next(self.batches)
+                micro = [next(self.batches) for _ in range(accum)]  # K batches per step, in data order
                 log_next = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
                 for group in every_step or model.active_groups(self.step):
                     opt = self.optimizers[group]
                     opt.zero_grad(set_to_none=True)
-                    out = self._loss_hook(model=model, batch=batch, group=group)
-                    loss = out if isinstance(out, Tensor) else out[group] if isinstance(out, Mapping) else out
-                    if single:
-                        loss.backward()
-                    else:  # gradients reach only the group being stepped
-                        loss.backward(inputs=params[group])
+                    loss = self._backward(micro, group, None if single else params[group])
                     if self.world_size > 1:
                         _all_reduce_mean(params[group], self.world_size)
+                    if self.scalers:  # true gradients for the norm and the clipping
+                        self.scalers[group].unscale_(opt)
                     if log_next:  # the gradient norm of the logged step (no sync until it is logged)
                         self._grad_norms[group] = torch.nn.utils.get_total_norm(
                             [p.grad for p in params[group] if p.grad is not None])
                     if c.grad_clip:
                         torch.nn.utils.clip_grad_norm_(params[group], c.grad_clip)
-                    opt.step()
+                    if self.scalers:  # skips the step when a gradient is inf/NaN, then adapts the scale
+                        self.scalers[group].step(opt)
+                        self.scalers[group].update()
+                    else:
+                        opt.step()
                     if step_lr:
                         self.schedulers[group].step()
                     model.after_step(group, self.step)
-                    losses[group].append(loss.detach())
+                    losses[group].append(loss)
                     loss_steps[group].append(self.step)
                 if self.ema is not None:
                     with torch.no_grad():
@@ -456,6 +476,24 @@ class Trainer:
         if stop.signum is not None:
             raise stop.interrupted(self)
         return self.last_record
+
+    def _backward(self, micro: Sequence[Any], group: str, inputs: list[torch.nn.Parameter] | None) -> Tensor:
+        """Accumulate the gradients of ``group``'s loss over the micro-batches; return the (detached)
+        loss. For K micro-batches of a mean loss, grad (1/K) sum_k L_k is the gradient of the mean over
+        all K*B examples, so K steps of batch B accumulate to one step of batch K*B. ``inputs``: the
+        group's parameters when the model has several (gradients reach only the group being stepped)."""
+        scale = 1.0 / len(micro)
+        total: Tensor | None = None
+        for batch in micro:
+            with torch.autocast(self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
+                out = self._loss_hook(model=self.model, batch=batch, group=group)
+            loss = out if isinstance(out, Tensor) else out[group] if isinstance(out, Mapping) else out
+            loss = loss.float()
+            part = loss * scale if len(micro) > 1 else loss
+            (self.scalers[group].scale(part) if self.scalers else part).backward(inputs=inputs)
+            total = loss.detach() if total is None else total + loss.detach()
+        assert total is not None
+        return total * scale if len(micro) > 1 else total
 
     def _ema_pairs(self) -> tuple[list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
         """(EMA, live) tensor pairs to average (parameters and the model's ``ema_buffers()``) and to
