@@ -198,3 +198,12 @@ def test_image_size_on_vectors_is_refused(tmp_path):
     np.save(tmp_path / "p.npy", np.zeros((10, 2), np.float32))
     with pytest.raises(DataError, match="image-size"):
         unigen.load_dataset(str(tmp_path / "p.npy"), image_size=8)
+
+
+def test_the_recorded_source_string_reads_back_the_same_source(tmp_path):
+    write_pngs(tmp_path / "p", 12, size=12)
+    given = Source.parse(str(tmp_path / "p"), image_size=8, channels=1, stream=True)
+    assert given.id == f"folder:{tmp_path / 'p'}?size=8&channels=1"  # streaming is not part of the data's id
+    back = Source.parse(given.id)
+    assert (back.kind, back.location, back.image_size, back.channels) == ("folder", str(tmp_path / "p"), 8, 1)
+    assert torch.equal(back.load("test").raw, torch.as_tensor(given.load("test").raw[:]))  # decoded / streamed
