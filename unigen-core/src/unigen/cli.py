@@ -135,6 +135,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--grad-accum", type=int, metavar="K", help="K micro-batches of --batch-size per optimizer step")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast the loss (weights stay fp32)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's networks")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default: runs/MODEL-DATASET)")
     p.add_argument("--config", help="TOML file with [model] and/or [trainer] tables (or flat keys)")
@@ -175,7 +176,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "checkpoint_every": args.checkpoint_every,
              "keep_checkpoints": args.keep_checkpoints, "flip": True if args.flip else None,
-             "grad_accum": args.grad_accum, "precision": args.precision}
+             "grad_accum": args.grad_accum, "precision": args.precision,
+             "compile": True if args.compile else None}
     sets = [*args.sets, *(f"trainer.{k}={v}" for k, v in flags.items() if v is not None)]
     run = train(args.model, _data_spec(args, host), out=args.out, resume=args.resume, config=args.config, sets=sets,
                 data_dir=args.data_dir, quiet=args.quiet, host=host, loggers=args.loggers,

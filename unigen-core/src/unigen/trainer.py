@@ -28,6 +28,7 @@ import functools
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,8 @@ class TrainerConfig:
     grad_accum: int = attrs.field(default=1, validator=[v.instance_of(int), v.gt(0)])
     # The loss's forward pass under torch.autocast (bf16/fp16); weights, optimizer state and checkpoints stay fp32.
     precision: str = attrs.field(default="fp32", validator=v.in_(("fp32", "bf16", "fp16")))
+    # torch.compile the forward of each of the model's networks (its child modules with parameters).
+    compile: bool = attrs.field(default=False, validator=v.instance_of(bool))
     explicit: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __init__(self, **settings: Any) -> None:
@@ -155,6 +158,10 @@ def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
             p.grad = g.view_as(p).clone()
         else:
             p.grad.copy_(g.view_as(p))
+
+
+# torch.compile's backend for ``compile=True`` ("aot_eager" traces the same graphs without generating code).
+COMPILE_BACKEND = "inductor"
 
 
 class Trainer:
@@ -403,6 +410,8 @@ class Trainer:
         # (one waiting in an all-reduce for another that has left), so the launcher's handling stays.
         stop = SignalStop() if self.run_dir is not None and self.world_size == 1 else SignalStop(())
         model.on_train_start(c.steps, self.step)
+        if c.compile:
+            self._compile(group_names, params, single)
         for cb in self.callbacks:
             cb.on_train_start(self)
         with stop:
@@ -476,6 +485,39 @@ class Trainer:
         if stop.signum is not None:
             raise stop.interrupted(self)
         return self.last_record
+
+    def _compile(self, group_names: list[str], params: Mapping[str, list[torch.nn.Parameter]], single: bool) -> None:
+        """Compile the forward of each network of the model (a child module with parameters; the
+        state dict keeps its names), then run one trial forward/backward of every group of the first
+        step to compile it. A model that cannot be compiled (a double backward through the graph, as
+        a CNF's divergence or WGAN-GP's penalty take) trains eagerly after one warning. The trial
+        leaves no trace: the random state, the data order, the buffers and the gradients are restored."""
+        nets = [m for m in self.model.children() if any(p.requires_grad for p in m.parameters())]
+        for m in nets:
+            m.forward = torch.compile(m.forward, backend=COMPILE_BACKEND)  # an instance attribute: del undoes it
+        rng, data = torch.get_rng_state(), self.batches.state_dict()
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        try:
+            micro = [next(self.batches) for _ in range(self.config.grad_accum)]
+            for group in self.model.active_groups(self.step) if not single else group_names:
+                self._backward(micro, group, None if single else params[group])
+        except Exception as exc:  # noqa: BLE001 - any failure to compile: train eagerly
+            for m in nets:
+                del m.forward
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"--compile: {self.model.model_id} cannot be compiled ({type(exc).__name__}: {first}); "
+                          f"training without compiling", stacklevel=3)
+        finally:
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+            self.batches.load_state_dict(data)
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers):
+                    b.copy_(saved)
+            for opt in self.optimizers.values():
+                opt.zero_grad(set_to_none=True)
 
     def _backward(self, micro: Sequence[Any], group: str, inputs: list[torch.nn.Parameter] | None) -> Tensor:
         """Accumulate the gradients of ``group``'s loss over the micro-batches; return the (detached)
