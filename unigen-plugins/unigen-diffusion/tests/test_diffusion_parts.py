@@ -89,7 +89,9 @@ def test_ldm_autoencoder_is_frozen_and_decoded_through_the_hooks(tmp_path):
 def test_ldm_names_the_plugin_to_install_when_the_autoencoder_model_is_unknown(tmp_path):
     run = tmp_path / "ae"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"model": "no-such-autoencoder", "model_config": {}, "data": {}}))
+    (run / "run.json").write_text(json.dumps({"format": 1, "model": "no-such-autoencoder", "model_config": {},
+                                              "dataset": "digits", "trainer": {},
+                                              "data": {"name": "digits", "shape": [1, 8, 8]}}))
     with pytest.raises(unigen.UnigenError, match="no installed plugin provides"):
         unigen.build_model("ldm", DIGITS, {"autoencoder": str(run)})
     with pytest.raises(unigen.UnigenError, match="--set autoencoder=RUN_DIR"):
