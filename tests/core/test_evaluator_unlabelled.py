@@ -75,6 +75,10 @@ def test_the_self_supervised_features_learn_the_shapes(cache):
     trained_sep, untrained_sep = separation(e), separation(untrained)
     # measured: 2.71 trained, 1.11 untrained (a ratio near 1: the features do not tell them apart)
     assert trained_sep > 2 and trained_sep > 1.8 * untrained_sep, (trained_sep, untrained_sep)
+    # held-out real images are far closer to the training split than noise images are
+    reference = e(train.x[:1000])[0]
+    noise = torch.rand(1000, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert scores.fid(reference, e(test[:1000])[0]) < 0.05 * scores.fid(reference, e(noise)[0])
 
 
 def test_eval_on_unlabelled_data_gives_fid_kid_pr_and_says_why_no_inception_score(tmp_path, capsys):
