@@ -151,3 +151,24 @@ def test_compile_trains_a_model_that_compiles(backend, monkeypatch):
     assert not warned
     for k in eager:
         torch.testing.assert_close(compiled[k], eager[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+@pytest.mark.slow
+def test_two_ranks_with_overlapped_bucketed_reduction_equal_one_rank(tmp_path):
+    """Two gloo ranks of batch 16 (gradients reduced bucket by bucket during the backward pass, the
+    group being stepped only, once per accumulated step) equal one process of batch 32."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).with_name("ddp_two_groups.py"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, script, str(tmp_path / "one.pt"), "32"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          script, str(tmp_path / "two.pt"), "16"], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)

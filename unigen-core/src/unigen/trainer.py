@@ -48,6 +48,7 @@ from .interrupt import SignalStop
 from .loggers import JsonlLogger
 from .model import GenerativeModel
 from .plugins import Host, default_host
+from .reduce import BucketedReducer
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -144,24 +145,10 @@ def trainer_config(model: GenerativeModel, settings: TrainerConfig | Mapping[str
 RESUMABLE = frozenset({"steps", "log_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "device"})
 
 
-def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:
-    """Average gradients over ranks (what DDP does), one coalesced all-reduce per group, so that N
-    ranks with batch B step exactly as one process with batch N*B for a mean loss."""
-    import torch.distributed as dist
-
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat.div_(world_size)
-    for p, g in zip(params, flat.split([g.numel() for g in grads])):
-        if p.grad is None:
-            p.grad = g.view_as(p).clone()
-        else:
-            p.grad.copy_(g.view_as(p))
-
-
 # torch.compile's backend for ``compile=True`` ("aot_eager" traces the same graphs without generating code).
 COMPILE_BACKEND = "inductor"
+# Size of the gradient buckets all-reduced during the backward pass across ranks (DDP's default).
+BUCKET_MB = 25.0
 
 
 class Trainer:
@@ -210,6 +197,8 @@ class Trainer:
         self.batches = BatchIterator(data, config.batch_size, seed=config.seed, rank=rank, world_size=world_size,
                                      device=self.device, flip=config.flip)
         self._loss_hook = self._resolve_loss_hook()  # resolved once, not per step
+        # Gradients are averaged over ranks while the backward pass runs (the group being stepped only).
+        self.reducer = BucketedReducer(self.groups, world_size, BUCKET_MB) if world_size > 1 else None
         self._amp_dtype = AUTOCAST_DTYPES[config.precision]
         # fp16 gradients underflow without loss scaling: one scaler per group (each its own optimizer).
         self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.groups} \
@@ -421,9 +410,9 @@ class Trainer:
                 for group in every_step or model.active_groups(self.step):
                     opt = self.optimizers[group]
                     opt.zero_grad(set_to_none=True)
-                    loss = self._backward(micro, group, None if single else params[group])
-                    if self.world_size > 1:
-                        _all_reduce_mean(params[group], self.world_size)
+                    loss = self._backward(micro, group, None if single else params[group], reduce=True)
+                    if self.reducer is not None:  # wait for the reduction that overlapped the backward pass
+                        self.reducer.finish()
                     if self.scalers:  # true gradients for the norm and the clipping
                         self.scalers[group].unscale_(opt)
                     if log_next:  # the gradient norm of the logged step (no sync until it is logged)
@@ -519,14 +508,18 @@ class Trainer:
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
 
-    def _backward(self, micro: Sequence[Any], group: str, inputs: list[torch.nn.Parameter] | None) -> Tensor:
+    def _backward(self, micro: Sequence[Any], group: str, inputs: list[torch.nn.Parameter] | None,
+                  reduce: bool = False) -> Tensor:
         """Accumulate the gradients of ``group``'s loss over the micro-batches; return the (detached)
         loss. For K micro-batches of a mean loss, grad (1/K) sum_k L_k is the gradient of the mean over
         all K*B examples, so K steps of batch B accumulate to one step of batch K*B. ``inputs``: the
-        group's parameters when the model has several (gradients reach only the group being stepped)."""
+        group's parameters when the model has several (gradients reach only the group being stepped).
+        ``reduce``: arm the reducer (several ranks) for the last micro-batch, so the sum is reduced once."""
         scale = 1.0 / len(micro)
         total: Tensor | None = None
-        for batch in micro:
+        for i, batch in enumerate(micro):
+            if reduce and self.reducer is not None and i == len(micro) - 1:
+                self.reducer.arm(group)
             with torch.autocast(self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
                 out = self._loss_hook(model=self.model, batch=batch, group=group)
             loss = out if isinstance(out, Tensor) else out[group] if isinstance(out, Mapping) else out
