@@ -6,6 +6,7 @@ This module is the user tier: :func:`train` (or :func:`build_model`, :func:`load
 config fields, building blocks).
 """
 
+__version__ = "0.2.0"  # set before the imports below: unigen.scaffold reads it
 from . import checkpoint, config, images, malloc, metrics, ops, progress, testing
 from .api import Run, build_model, load_dataset, load_run, model_config
 from .data import Dataset
@@ -23,8 +24,6 @@ from .model import DataInfo
 from .plugins import default_host, get_plugin_manager
 from .trainer import Callback, Trainer, TrainerConfig, trainer_config
 from .training import train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "checkpoint", "config", "images", "malloc", "metrics", "ops", "progress", "testing",

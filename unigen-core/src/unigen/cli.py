@@ -345,6 +345,22 @@ def installed_versions() -> list[tuple[str, str]]:
     return sorted(found.items(), key=lambda kv: (kv[0] != "unigen-core", kv[0]))
 
 
+def check_import_owner() -> None:
+    """Refuse to run when another distribution also installs the import package ``unigen``.
+
+    PyPI's unrelated ``unigen`` (an audio-tagging library) installs a package of the same import name; with
+    both installed, one overwrites the other's files. ``importlib.metadata`` knows which distributions
+    install ``unigen``: anything but unigen-core is a clash, said in one line with the fix."""
+    from importlib_metadata import packages_distributions
+
+    owners = packages_distributions().get("unigen", [])
+    others = sorted({o for o in owners if o.lower().replace("_", "-") != "unigen-core"})
+    if others:
+        raise UnigenError(f"the import package 'unigen' is also installed by {', '.join(others)} (not unigen-core); "
+                          f"the two overwrite each other: pip uninstall {' '.join(others)} unigen-core && "
+                          "pip install unigen-core")
+
+
 class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
         sys.stdout.write("".join(f"{name} {version}\n" for name, version in installed_versions()))
@@ -402,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        check_import_owner()
         parser = build_parser()
         hint = _not_installed(parser, argv)
         if hint:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from . import __version__
 from .errors import UnigenError
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -26,12 +27,12 @@ name = "unigen-{name}"
 version = "0.1.0"
 description = "A unigen plugin: the {name} model"
 readme = "README.md"
-requires-python = ">=3.10"
-dependencies = ["unigen-core>=0.1,<0.2"]
+requires-python = ">=3.11"
+dependencies = ["unigen-core>={core_minor},<{core_next}"]
 
 [project.optional-dependencies]
 # The contract kit (pytest plugin `unigen`) and hypothesis, for this distribution's own tests.
-test = ["unigen-core[testing]>=0.1,<0.2"]
+test = ["unigen-core[testing]>={core_minor},<{core_next}"]
 
 # The one line that makes unigen find the plugin: a module of hook implementations in group "unigen".
 [project.entry-points.unigen]
@@ -192,7 +193,9 @@ def files(name: str) -> dict[str, str]:
     """Relative path -> content of the distribution for plugin ``name``."""
     package = "unigen_" + name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-"))
-    fmt = {"name": name, "package": package, "cls": cls, "title": cls}
+    major, minor = (int(v) for v in __version__.split(".")[:2])  # the plugin needs this core's minor series
+    fmt = {"name": name, "package": package, "cls": cls, "title": cls,
+           "core_minor": f"{major}.{minor}", "core_next": f"{major}.{minor + 1}"}
     return {
         "pyproject.toml": PYPROJECT.format(**fmt),
         "README.md": README.format(**fmt),

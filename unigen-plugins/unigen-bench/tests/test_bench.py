@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import attrs
@@ -188,3 +189,32 @@ def test_bench_takes_trainer_defaults_from_the_built_model(tmp_path):
     images = bench.trainer_config(unigen.build_model("wgan-gp", unigen.load_dataset("digits").info), c)
     assert (toy.lr, toy.betas, toy.lr_schedule, toy.steps, toy.batch_size) == (5e-4, (0.5, 0.9), "linear", 5, 16)
     assert (images.lr, images.betas) == (1e-4, (0.0, 0.9))
+
+
+class _NoMatplotlib:
+    """A meta path finder that makes ``import matplotlib`` fail, as in an install without the plots extra."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(f"No module named {name!r} (hidden by the test)")
+        return None
+
+
+def test_bench_without_matplotlib_writes_its_tables_and_says_which_pictures_it_skipped(capsys, tmp_path,
+                                                                                       monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_NoMatplotlib(), *sys.meta_path])
+    out = tmp_path / "bench"
+    code = main(["bench", "--models", "vae", "--data", "digits", "--steps", "20", "--n", "100", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Traceback" not in err
+    skipped = [line for line in err.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "loss-comparison.png" in skipped[0] and "latent" in skipped[0], skipped
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][0]["status"] == "ok" and results["loss_chart"] is None
+    md = (out / "results.md").read_text()
+    assert HEADER in md and "| vae | vae |" in md and "loss-comparison.png" not in md and "latent-vae" not in md
+    assert (out / "samples-vae.png").exists()  # sample grids are drawn with PIL
+    assert not (out / "loss-comparison.png").exists() and not (out / "latent-vae.png").exists()

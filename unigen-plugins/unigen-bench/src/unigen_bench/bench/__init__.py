@@ -55,7 +55,7 @@ from unigen.plugin import DataError, DataInfo, Dataset, GenerativeModel, UnigenE
 
 from ..throughput import samples_per_sec_from_chunks, training_throughput
 from .config import BenchConfig, MetricTimeout, TooSlow, sampling_steps, select_models, time_limit
-from .pictures import latent_pca, loss_chart, loss_on_batch
+from .pictures import have_matplotlib, latent_pca, loss_chart, loss_on_batch
 from .report import _fmt, markdown
 from .training import train, trainer_config
 
@@ -199,7 +199,8 @@ def bench_one(spec: Any, c: BenchConfig, train_data: Any, test_data: Any, batch:
     else:
         entry.update(_optional(entry, "train_steps_per_sec", log, train_rate) or {"train_steps_per_sec": None})
     phase("latent picture")
-    if _optional(entry, "latent_png", log, lambda: latent_pca(model, test_data, c.out / f"latent-{spec.id}.png")):
+    if have_matplotlib() and _optional(entry, "latent_png", log,
+                                       lambda: latent_pca(model, test_data, c.out / f"latent-{spec.id}.png")):
         entry["latent_png"] = f"latent-{spec.id}.png"
     # the evaluator and the reference features do not depend on the model: later models reuse them
     shared.update({k: v for k, v in ctx.cache.items() if k == "evaluator" or (isinstance(k, tuple) and k[0] == "reference")})
@@ -269,8 +270,13 @@ def run(c: BenchConfig, host: Any = None, log: Callable[[str], None] | None = No
     rows = [{"model": e["model"], "group": g, "loss": v}
             for e in results["models"] if e["status"] == "ok" for g, v in e["loss_on_batch"].items()]
     results["loss_comparison"] = sorted(rows, key=lambda r: r["loss"])
-    if rows:
+    results["loss_chart"] = None
+    if rows and have_matplotlib():
         loss_chart(results["loss_comparison"], c.out / "loss-comparison.png", c.data)
+        results["loss_chart"] = "loss-comparison.png"
+    elif not have_matplotlib():
+        log("matplotlib is not installed: skipped loss-comparison.png and latent-*.png "
+            "(pip install 'unigen-bench[plots]'); the tables and sample grids are written")
     results["seconds"] = round(time.perf_counter() - started, 1)
     checkpoint.write_text_atomic(c.out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
     checkpoint.write_text_atomic(c.out / "results.md", markdown(results))

@@ -60,6 +60,16 @@ def latent_pca(model: Any, test: Any, path: Path, n: int = 1000) -> bool:
     return True
 
 
+def have_matplotlib() -> bool:
+    """Whether matplotlib imports (the ``plots`` extra): the loss chart and latent scatters need it; the
+    tables and the sample grids (PIL) do not."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _pyplot():
     import matplotlib
 

@@ -68,8 +68,9 @@ def markdown(results: dict[str, Any]) -> str:
     if results["loss_comparison"]:
         lines += ["", "## Unified loss comparison", "",
                   "Every model's own training objective on the same batch of 128 test examples, sorted "
-                  "(objectives differ between families: this shows scale and sign, not quality).", "",
-                  "![loss comparison](loss-comparison.png)", "", "| Model | Group | Loss |", "|---|---|---|"]
+                  "(objectives differ between families: this shows scale and sign, not quality).", ""]
+        lines += [f"![loss comparison]({results['loss_chart']})", ""] if results.get("loss_chart") else []
+        lines += ["| Model | Group | Loss |", "|---|---|---|"]
         lines += [f"| {r['model']} | {r['group']} | {r['loss']:.4g} |" for r in results["loss_comparison"]]
     pictures = [e for e in ok if e.get("samples_png") or e.get("latent_png")]
     if pictures:
