@@ -204,7 +204,7 @@ def set_feature_scale(net: EvaluatorNet, train, chunk: int = 1000) -> None:
 def test_accuracy(net: nn.Module, test, batch_size: int = 1000) -> float:
     correct = 0
     for start in range(0, len(test), batch_size):
-        _, logits = net(test.x[start : start + batch_size])
+        _, logits = net(test.floats(slice(start, start + batch_size)))
         correct += int((logits.argmax(1) == test.y[start : start + batch_size]).sum())
     return correct / len(test)
 
