@@ -26,8 +26,8 @@ generator for the initialisation and the batch order, so the same seed gives the
 Cache: ``$UNIGEN_CACHE/evaluators/<name>-<key>.safetensors`` (default ``~/.cache/unigen``), where
 ``key`` is a sha256 over the training split's content (the stored bytes of every example, their
 dtype and shape, the labels) and the evaluator settings (kind, seed, training length, VERSION): two
-folders or arrays under the same name never share an evaluator, and the same data under another
-name does. Written atomically (temporary file, fsync, rename), read with safetensors (no pickle);
+folders or arrays under the same name never share an evaluator (the name only makes the file
+readable). Written atomically (temporary file, fsync, rename), read with safetensors (no pickle);
 the test accuracy and the architecture live in the file's metadata.
 
 A user with other feature weights (a local Inception, say) passes ``--evaluator FILE``: an exported
