@@ -147,6 +147,80 @@ def scaffold(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-m", "venv", "-p", "no:cacheprovider", "tests/core/test_scaffold.py")
 
 
+TORCH = "torch==2.13.0"  # the CPU build on this machine's disk; any other torch would be a multi-GB download
+
+
+def _fresh_venv(session: nox.Session, where: Path, torch_dir: Path) -> Path:
+    """A new virtual environment at ``where`` whose only pre-installed package is torch 2.13.0 (from
+    ``torch_dir``, installed there once without dependencies through a ``.pth``, so pip sees it as
+    installed and resolves everything else, torch's own dependencies included). Returns its python."""
+    shutil.rmtree(where, ignore_errors=True)
+    session.run(sys.executable, "-m", "venv", str(where), external=True)
+    python = where / "bin" / "python"
+    site = session.run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                       silent=True, external=True).strip().splitlines()[-1]
+    Path(site, "_torch.pth").write_text(f"{torch_dir}\n")
+    return python
+
+
+def _torch_dir(session: nox.Session, tmp: Path) -> Path:
+    torch_dir = tmp / "torch"
+    if not (torch_dir / ".done").exists():
+        shutil.rmtree(torch_dir, ignore_errors=True)
+        session.run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(torch_dir), TORCH,
+                    external=True)
+        (torch_dir / ".done").touch()
+    return torch_dir
+
+
+def _build_wheels(session: nox.Session, tmp: Path) -> Path:
+    wheels = tmp / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                str(ROOT / "unigen-core"), *map(str, PLUGINS), str(EXAMPLE), external=True)
+    return wheels
+
+
+def _wheel(wheels: Path, distribution: str) -> str:
+    return str(next(wheels.glob(f"{distribution.replace('-', '_')}-*.whl")))
+
+
+@nox.session(venv_backend="none")
+@nox.parametrize("family", FAMILIES, ids=FAMILIES)
+def wheels(session: nox.Session, family: str) -> None:
+    """One family as a user installs it: the core's and the family's built wheels in a fresh venv, every
+    other dependency resolved by pip (not editable, not --no-deps; torch pinned by a constraints file),
+    then its tests, the contract over its ids and a CLI smoke test (models, a 3-step train, sample).
+    Not in the default run: each family is a new venv (about 3 minutes each on a loaded 2-core machine)."""
+    tmp = ROOT / ".nox" / "_wheels"
+    tmp.mkdir(parents=True, exist_ok=True)
+    wheels = _build_wheels(session, tmp)
+    torch_dir = _torch_dir(session, tmp)
+    constraints = tmp / "constraints.txt"
+    constraints.write_text(f"{TORCH}\n")
+    python = str(_fresh_venv(session, tmp / f"venv-{family}", torch_dir))
+    extra = "[plots]" if family == "bench" else ""  # its picture tests draw with matplotlib
+    session.run(python, "-m", "pip", "install", "-q", "-c", str(constraints), _wheel(wheels, "unigen-core") + "[testing]",
+                _wheel(wheels, f"unigen-{family}") + extra, "pytest-xdist>=3.5", external=True)
+    session.run(python, "-m", "pip", "check", external=True)
+    unigen = str(Path(python).parent / "unigen")
+    rows = json.loads(session.run(unigen, "models", "--json", silent=True, external=True))
+    session.run(unigen, "--version", external=True)
+    models = CATALOGUE.get(f"unigen-{family}", {}).get("models", [])
+    if models:  # a tiny train and sample through the CLI, with the installed wheels
+        run_dir = tmp / f"run-{family}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        row = next(r for r in rows if r["id"] == models[0])
+        session.run(unigen, "train", row["id"], "--data", "digits", "--steps", "3", "--batch-size", "16",
+                    "--out", str(run_dir), "--quiet", external=True)
+        session.run(unigen, "sample", str(run_dir), "--n", "4", "--out", str(tmp / f"{family}.npy"), external=True)
+    path = ROOT / "unigen-plugins" / f"unigen-{family}"
+    with session.chdir(tmp):  # outside the repository: the tests import the installed wheels, not src/
+        session.run(python, "-m", "pytest", "-q", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider",
+                    "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                    str(ROOT / "tests" / "contract"), str(path / "tests"), external=True)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed report (ratios measured in one run): `nox -s bench`."""
