@@ -172,3 +172,32 @@ def test_two_ranks_with_overlapped_bucketed_reduction_equal_one_rank(tmp_path):
     a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "mps", "tpu"])
+def test_a_device_this_machine_lacks_is_one_config_error(device):
+    from unigen.errors import ConfigError
+
+    if device == "cuda:7" and torch.cuda.device_count() > 7 or device == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"{device} is available here")
+    data = unigen.load_dataset("moons")
+    model = unigen.build_model("wgan", data.info, {})
+    with pytest.raises(ConfigError, match="device") as err:
+        Trainer(model, data, {"device": device, "steps": 1}, quiet=True)
+    assert "\n" not in str(err.value)
+
+
+def test_channels_last_trains_a_conv_model_as_the_default_layout():
+    def run(channels_last: bool):
+        data = unigen.load_dataset("digits")
+        torch.manual_seed(0)
+        model = unigen.build_model("vae", data.info, {"z_dim": 4, "width": 8})
+        Trainer(model, data, {"steps": 3, "batch_size": 32, "channels_last": channels_last,
+                              "checkpoint_minutes": 0.0}, quiet=True).fit()
+        convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
+        assert convs and all(w.is_contiguous(memory_format=torch.channels_last) == channels_last for w in convs)
+        return _params(model)
+
+    a, b = run(False), run(True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)

@@ -142,7 +142,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model or trainer setting; repeatable")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
-    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--device", metavar="cpu|cuda|cuda:N|mps")
+    p.add_argument("--no-tf32", action="store_true", help="on CUDA: full float32 matmuls and convolutions")
+    p.add_argument("--channels-last", action="store_true", help="conv models: channels-last weights and batches")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--keep-checkpoints", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar (on a terminal) or lines (off one)")
@@ -177,7 +179,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
              "device": args.device, "checkpoint_every": args.checkpoint_every,
              "keep_checkpoints": args.keep_checkpoints, "flip": True if args.flip else None,
              "grad_accum": args.grad_accum, "precision": args.precision,
-             "compile": True if args.compile else None}
+             "compile": True if args.compile else None, "tf32": False if args.no_tf32 else None,
+             "channels_last": True if args.channels_last else None}
     sets = [*args.sets, *(f"trainer.{k}={v}" for k, v in flags.items() if v is not None)]
     run = train(args.model, _data_spec(args, host), out=args.out, resume=args.resume, config=args.config, sets=sets,
                 data_dir=args.data_dir, quiet=args.quiet, host=host, loggers=args.loggers,

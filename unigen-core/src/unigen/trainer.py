@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 import time
 import warnings
@@ -42,13 +43,21 @@ from . import builtin
 from . import checkpoint as ck
 from . import config as cfg
 from .callbacks import Callback
-from .data import BatchIterator, Dataset
+from .data import Batch, BatchIterator, Dataset
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .interrupt import SignalStop
 from .loggers import JsonlLogger
 from .model import GenerativeModel
 from .plugins import Host, default_host
 from .reduce import BucketedReducer
+
+DEVICE_RE = r"cpu|cuda(:\d+)?|mps"
+
+
+def _device_name(value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(DEVICE_RE, value):
+        raise ValueError(f"'device' must be cpu, cuda, cuda:N or mps, got {value!r}")
+
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -105,7 +114,12 @@ class TrainerConfig:
     # Losses are read from the device once per log_every steps (one host sync), not every step.
     log_every: int = attrs.field(default=50, validator=[v.instance_of(int), v.gt(0)])
     seed: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(-(2**63)), v.lt(2**64)])  # torch's range
-    device: str = attrs.field(default="cpu", validator=v.in_(("cpu", "cuda")))
+    # cpu, cuda (the current device; under torchrun the rank's local one), cuda:N or mps.
+    device: str = attrs.field(default="cpu", validator=lambda _, __, value: _device_name(value))
+    # On CUDA: TF32 matmuls and convolutions (Ampere and later; float32 range, 10-bit mantissa).
+    tf32: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    # Conv models on images: weights and batches in channels-last memory format (faster conv kernels on GPUs).
+    channels_last: bool = attrs.field(default=False, validator=v.instance_of(bool))
     # Random horizontal flips of training images (standard for natural images; not for digits or text).
     flip: bool = attrs.field(default=False, validator=v.instance_of(bool))
     # Micro-batches of batch_size per optimizer step: the gradient of a mean loss over K*batch_size examples.
@@ -142,7 +156,23 @@ def trainer_config(model: GenerativeModel, settings: TrainerConfig | Mapping[str
 # What ``--resume`` may change: how long to train (the learning-rate schedule then ends at the new
 # step count), how often to log and checkpoint, where to run. Everything else shaped the weights and
 # the optimizer state in the checkpoint and is refused by name.
-RESUMABLE = frozenset({"steps", "log_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "device"})
+RESUMABLE = frozenset({"steps", "log_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "device",
+                       "tf32", "channels_last", "compile"})
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of ``--device NAME``; a device this machine lacks is one ConfigError line."""
+    if not re.fullmatch(DEVICE_RE, name):
+        raise ConfigError(f"--device {name!r}: expected cpu, cuda, cuda:N or mps")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} was asked for but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name} was asked for but MPS is not available")
+    return device
 
 
 # torch.compile's backend for ``compile=True`` ("aot_eager" traces the same graphs without generating code).
@@ -165,10 +195,13 @@ class Trainer:
     ) -> None:
         self.config = config = trainer_config(model, config)
         self.host = host or model.host or default_host()
-        self.device = torch.device(config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but CUDA is not available")
+        self.device = resolve_device(config.device)
+        if self.device.type == "cuda":  # TF32 takes effect on Ampere and later
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
         self.model = model.to(self.device)
+        self._channels_last = config.channels_last and len(data.info.shape) == 3
+        if self._channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.data = data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
@@ -405,7 +438,7 @@ class Trainer:
             cb.on_train_start(self)
         with stop:
             while self.step < c.steps:
-                micro = [next(self.batches) for _ in range(accum)]  # K batches per step, in data order
+                micro = [self._next_batch() for _ in range(accum)]  # K batches per step, in data order
                 log_next = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
                 for group in every_step or model.active_groups(self.step):
                     opt = self.optimizers[group]
@@ -488,7 +521,7 @@ class Trainer:
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
         buffers = [b.detach().clone() for b in self.model.buffers()]
         try:
-            micro = [next(self.batches) for _ in range(self.config.grad_accum)]
+            micro = [self._next_batch() for _ in range(self.config.grad_accum)]
             for group in self.model.active_groups(self.step) if not single else group_names:
                 self._backward(micro, group, None if single else params[group])
         except Exception as exc:  # noqa: BLE001 - any failure to compile: train eagerly
@@ -507,6 +540,12 @@ class Trainer:
                     b.copy_(saved)
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
+
+    def _next_batch(self) -> Any:
+        batch = next(self.batches)
+        if self._channels_last:  # (B, C, H, W) stored as (B, H, W, C)
+            batch = Batch(batch.x.contiguous(memory_format=torch.channels_last), batch.y, batch.text)
+        return batch
 
     def _backward(self, micro: Sequence[Any], group: str, inputs: list[torch.nn.Parameter] | None,
                   reduce: bool = False) -> Tensor:

@@ -31,7 +31,7 @@ from .images import picture
 from .plugins import Host, default_host
 from .registry import DatasetSpec
 from .runlock import RunLock, check_run_dir_target
-from .trainer import RESUMABLE, Trainer, TrainerConfig, trainer_config
+from .trainer import RESUMABLE, Trainer, TrainerConfig, resolve_device, trainer_config
 
 
 def _settings(config: str | Path | Mapping[str, Any] | None, sets: Iterable[str],
@@ -95,9 +95,8 @@ def train(
         if (out / "run.json").exists():
             raise UnigenError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         model_cfg, given = _split(spec, items, spec.model_cls.Config(), {})
-    if given.get("device") == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but CUDA is not available")
-    dist = DistributedContext.from_env(given.get("device", "cpu"))
+    device = resolve_device(str(given.get("device", "cpu")))
+    dist = DistributedContext.from_env(device.type)
     train_set = data_spec.load("train", data_dir)
     train_set.check_finite()
     torch.manual_seed(given.get("seed", TrainerConfig().seed))

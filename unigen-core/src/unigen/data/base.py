@@ -163,7 +163,12 @@ class BatchIterator:
             pick = lambda t: None if t is None else torch.as_tensor(t[idx])  # noqa: E731
         else:
             pick = lambda t: None if t is None else t.index_select(0, idx)  # noqa: E731
-        return torch.as_tensor(self._x[idx]) if self.stream else self._x.index_select(0, idx), pick(self._y), pick(self._text)
+        if not self.stream:
+            return self._x.index_select(0, idx), pick(self._y), pick(self._text)
+        x = torch.as_tensor(self._x[idx])
+        if self.device.type == "cuda":  # page-locked, so the copy to the GPU is asynchronous (in the reading thread)
+            x = x.pin_memory()
+        return x, pick(self._y), pick(self._text)
 
     def _fetch(self, epoch: int, position: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
         if not self.stream:
