@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import nox
+import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent for p in (ROOT / "unigen-plugins").glob("unigen-*/pyproject.toml"))
@@ -26,7 +30,7 @@ EXAMPLE_LOGGER = ROOT / "tests" / "example-logger"
 # What each distribution of this repository provides (the core names it when one is not installed).
 CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.json").read_text())["distributions"]
 
-nox.options.sessions = ["lint", "typecheck", "tests", "family", "third_party", "scaffold"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "family", "third_party", "scaffold"]
 nox.options.reuse_existing_virtualenvs = True
 SHARED = ROOT / ".nox" / "_shared"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
@@ -73,6 +77,17 @@ def typecheck(session: nox.Session) -> None:
     _install(session, ROOT / "unigen-core", *typed, EXAMPLE)
     packages = [p for d in [*typed, EXAMPLE] for p in (d / "src").iterdir() if (p / "py.typed").exists()]
     session.run("python", "-m", "mypy", "unigen-core/src/unigen", *map(str, packages))
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml) built with --strict: any warning fails. The family pages and the
+    CLI reference are generated from the installed models and parser (docs/gen_families.py, a mkdocs hook)."""
+    _install(session, ROOT / "unigen-core", *PLUGINS)
+    site = Path(session.create_tmp()) / "site"
+    session.run("python", "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site),
+                env={"NO_MKDOCS_2_WARNING": "1"})
+    session.log(f"site: {site / 'index.html'}")
 
 
 @nox.session
@@ -173,8 +188,8 @@ def _torch_dir(session: nox.Session, tmp: Path) -> Path:
     return torch_dir
 
 
-def _build_wheels(session: nox.Session, tmp: Path) -> Path:
-    wheels = tmp / "wheels"
+def _build_wheels(session: nox.Session, tmp: Path, name: str = "wheels") -> Path:
+    wheels = tmp / name
     shutil.rmtree(wheels, ignore_errors=True)
     session.run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
                 str(ROOT / "unigen-core"), *map(str, PLUGINS), str(EXAMPLE), external=True)
@@ -183,6 +198,23 @@ def _build_wheels(session: nox.Session, tmp: Path) -> Path:
 
 def _wheel(wheels: Path, distribution: str) -> str:
     return str(next(wheels.glob(f"{distribution.replace('-', '_')}-*.whl")))
+
+
+def _smoke(session: nox.Session, unigen: str, ids: list[str], run_dir: Path) -> None:
+    """Train the family's models for 3 steps in turn until one samples (a model that cannot sample, such as
+    I-JEPA, is refused with exit code 2 and the next is tried); captioned digits suit every family."""
+    for model_id in ids:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        session.run(unigen, "train", model_id, "--data", "digits-captions", "--steps", "3", "--batch-size", "16",
+                    "--out", str(run_dir), "--quiet", external=True)
+        sample = subprocess.run([unigen, "sample", str(run_dir), "--n", "4", "--out", str(run_dir / "s.npy")],
+                                capture_output=True, text=True)
+        if sample.returncode == 0:
+            session.log(f"smoke: {model_id} trained and sampled: {sample.stdout.strip()}")
+            return
+        if sample.returncode != 2 or "does not support sample" not in sample.stderr:
+            session.error(f"unigen sample {model_id} failed ({sample.returncode}): {sample.stderr.strip()}")
+    session.error(f"no model among {ids} samples")
 
 
 @nox.session(venv_backend="none")
@@ -206,19 +238,56 @@ def wheels(session: nox.Session, family: str) -> None:
     unigen = str(Path(python).parent / "unigen")
     rows = json.loads(session.run(unigen, "models", "--json", silent=True, external=True))
     session.run(unigen, "--version", external=True)
-    models = CATALOGUE.get(f"unigen-{family}", {}).get("models", [])
-    if models:  # a tiny train and sample through the CLI, with the installed wheels
-        run_dir = tmp / f"run-{family}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        row = next(r for r in rows if r["id"] == models[0])
-        session.run(unigen, "train", row["id"], "--data", "digits", "--steps", "3", "--batch-size", "16",
-                    "--out", str(run_dir), "--quiet", external=True)
-        session.run(unigen, "sample", str(run_dir), "--n", "4", "--out", str(tmp / f"{family}.npy"), external=True)
+    if rows:  # a tiny train and sample through the CLI, with the installed wheels
+        _smoke(session, unigen, [r["id"] for r in rows], tmp / f"run-{family}")
     path = ROOT / "unigen-plugins" / f"unigen-{family}"
     with session.chdir(tmp):  # outside the repository: the tests import the installed wheels, not src/
         session.run(python, "-m", "pytest", "-q", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider",
                     "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
                     str(ROOT / "tests" / "contract"), str(path / "tests"), external=True)
+
+
+LOWER_BOUNDED = ("torch", "numpy", "attrs", "pluggy")
+
+
+def lower_bounds_of(pyproject: Path, names: tuple[str, ...] = LOWER_BOUNDED) -> dict[str, str]:
+    """``name -> lowest version`` from the ``>=`` bounds of a pyproject's dependencies."""
+    found = {}
+    for line in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
+        req = Requirement(line)
+        lows = [s.version for s in req.specifier if s.operator == ">="]
+        if req.name in names and lows:
+            found[req.name] = lows[0]
+    return found
+
+
+@nox.session(venv_backend="none")
+def lower_bounds(session: nox.Session) -> None:
+    """Every distribution from its wheel with torch, numpy, attrs and pluggy at the lowest versions the core's
+    pyproject allows (pinned by a constraints file written from the bounds; pip has no lowest-version
+    resolution), the rest resolved; then the CLI tests and the contract over every id."""
+    tmp = ROOT / ".nox" / "_wheels"
+    tmp.mkdir(parents=True, exist_ok=True)
+    wheels = _build_wheels(session, tmp, "wheels-lower-bounds")
+    lows = lower_bounds_of(ROOT / "unigen-core" / "pyproject.toml")
+    if Version(lows.get("torch", "0")) != Version(TORCH.split("==")[1]):
+        session.error(f"torch's lower bound {lows.get('torch')} is not the tested {TORCH}")
+    constraints = tmp / "lower-bounds.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(lows.items())))
+    session.log(f"lower bounds: {constraints.read_text().split()}")
+    python = str(_fresh_venv(session, tmp / "venv-lower-bounds", _torch_dir(session, tmp)))
+    session.run(python, "-m", "pip", "install", "-q", "-c", str(constraints), _wheel(wheels, "unigen-core") + "[testing]",
+                *[_wheel(wheels, f"unigen-{f}") for f in FAMILIES], "pytest-xdist>=3.5", external=True)
+    session.run(python, "-m", "pip", "check", external=True)
+    versions = session.run(python, "-c", "import attrs, numpy, pluggy, torch; "
+                           "print(torch.__version__, numpy.__version__, attrs.__version__, pluggy.__version__)",
+                           silent=True, external=True)
+    session.log(f"installed torch, numpy, attrs, pluggy: {versions.strip()}")
+    with session.chdir(tmp):
+        session.run(python, "-m", "pytest", "-q", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider",
+                    "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                    str(ROOT / "tests" / "contract" / "test_contract.py"), str(ROOT / "tests" / "core" / "test_cli.py"),
+                    external=True)
 
 
 @nox.session
