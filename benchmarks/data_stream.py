@@ -10,9 +10,17 @@ runs each measurement in a fresh process so that the peak RSS (``ru_maxrss``) is
   Pillow's ``verify()`` of every file (what the streaming path adds);
 - ``memory`` and ``stream``: ``--steps`` training steps of ``--model`` with ``--batch-size`` through
   the generic trainer (one torch thread, the same seed, hence the same batches), after a warm-up of
-  ``--warmup`` steps. Peak RSS is reported against the process after ``import unigen`` (the
-  interpreter and torch's libraries) and against the uint8 bytes of the training split plus the
-  model's training state (weights, gradients and two Adam moments: 4 x parameters x 4 bytes).
+  ``--warmup`` steps;
+- ``memory_tiny`` and ``stream_tiny``: the same training (same model, batch size, steps) on a tiny
+  folder of ``--baseline-n`` PNGs of the same shape, whose peak RSS is the Python + torch runtime, the
+  model's training state and the activations, and almost no data.
+
+What the data costs is ``data_cost = peak RSS (folder) - peak RSS (tiny folder)`` of the same path,
+compared with the uint8 bytes the folder's training split adds over the tiny one's
+(``data_cost_over_uint8``; 1.0 means the pixels are held once, as uint8, and nothing else grows with
+the data). ``over_uint8_plus_model`` is ``(data_cost + model state) / (uint8 bytes + model state)``
+with the model's training state counted as weights, gradients and two Adam moments
+(4 x parameters x 4 bytes). The absolute peaks are reported too (``peak_rss_mb``).
 
 The files are in the page cache after they are written, so the decode cost is measured, not the disk.
 """
@@ -100,8 +108,7 @@ def child_train(folder: Path, stream: bool, args: argparse.Namespace) -> dict:
     return {"stream": stream, "examples": len(data), "load_s": round(load_s, 2), "steps_per_s": round(steps_s, 2),
             "peak_rss_mb": round(peak, 1), "rss_after_import_mb": round(base_mb, 1),
             "peak_above_import_mb": round(peak - base_mb, 1), "uint8_mb": round(uint8_mb, 1),
-            "model_state_mb": round(state_mb, 1),
-            "peak_above_import_over_uint8_plus_model": round((peak - base_mb) / (uint8_mb + state_mb), 2)}
+            "model_state_mb": round(state_mb, 1)}
 
 
 def _run_child(what: str, folder: Path, args: argparse.Namespace) -> dict:
@@ -121,11 +128,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--baseline-n", type=int, default=512,
+                   help="PNGs in the tiny folder whose training peak is subtracted (default: 512)")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
-    p.add_argument("--child", choices=["index", "memory", "stream"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["index", "memory", "stream", "memory_tiny", "stream_tiny"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        result = child_index(args.folder) if args.child == "index" else child_train(args.folder, args.child == "stream", args)
+        result = child_index(args.folder) if args.child == "index" else child_train(args.folder, args.child.startswith("stream"), args)
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,9 +144,19 @@ def main() -> None:
             t0 = time.perf_counter()
             make_folder(folder, args.n)
             report["generate_s"] = round(time.perf_counter() - t0, 1)
+        tiny = Path(tmp) / "tiny"
+        make_folder(tiny, args.baseline_n, seed=1)
         report["index"] = _run_child("index", folder, args)
-        report["memory"] = _run_child("memory", folder, args)
-        report["stream"] = _run_child("stream", folder, args)
+        for path in ("memory", "stream"):
+            full, small = _run_child(path, folder, args), _run_child(path + "_tiny", tiny, args)
+            cost = full["peak_rss_mb"] - small["peak_rss_mb"]
+            uint8 = full["uint8_mb"] - small["uint8_mb"]
+            state = full["model_state_mb"]
+            full["tiny"] = {k: small[k] for k in ("examples", "peak_rss_mb", "uint8_mb")}
+            full["data_cost_mb"] = round(cost, 1)
+            full["data_cost_over_uint8"] = round(cost / uint8, 2)
+            full["over_uint8_plus_model"] = round((cost + state) / (uint8 + state), 2)
+            report[path] = full
         report["stream_over_memory_steps_per_s"] = round(report["stream"]["steps_per_s"] / report["memory"]["steps_per_s"], 3)
         text = json.dumps(report, indent=2)
         if args.out:
