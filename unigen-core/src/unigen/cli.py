@@ -61,10 +61,11 @@ def _check_seed(seed: int | None) -> None:
 
 
 def _check_device(device: str | None) -> None:
-    import torch
+    """cpu, cuda, cuda:N or mps, present on this machine (one error line otherwise)."""
+    from .trainer import resolve_device
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UnigenError("--device cuda was asked for but CUDA is not available")
+    if device is not None:
+        resolve_device(device)
 
 
 def _check_output_file(out: Path, suffixes: Sequence[str]) -> None:
@@ -212,7 +213,7 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
                    help="a sampling-time model setting, e.g. sampler=heun or truncation=0.7")
     p.add_argument("--prompt", help="a text prompt, for models that take one (same as --set prompt=...)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA weights exist")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N|mps")
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -244,7 +245,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--data-dir")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N|mps")
     p.add_argument("--sample-steps", type=int, help="sampling steps for fid/kid/is/pr (default: the model's)")
     p.add_argument("--evaluator", help="feature extractor for fid/kid/is/pr (torch.export .pt2 or TorchScript file) "
                                        "mapping images in [-1, 1] to features or (features, logits); default: the "
