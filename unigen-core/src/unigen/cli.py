@@ -350,19 +350,20 @@ def installed_versions() -> list[tuple[str, str]]:
 
 
 def check_import_owner() -> None:
-    """Refuse to run when another distribution also installs the import package ``unigen``.
+    """Refuse to run beside PyPI's unrelated ``unigen`` distribution.
 
-    PyPI's unrelated ``unigen`` (an audio-tagging library) installs a package of the same import name; with
-    both installed, one overwrites the other's files. ``importlib.metadata`` knows which distributions
-    install ``unigen``: anything but unigen-core is a clash, said in one line with the fix."""
-    from importlib_metadata import packages_distributions
+    That audio-tagging library installs an import package of the same name, ``unigen``; with both
+    installed, one overwrites the other's files. Looking the distribution up by name is one metadata
+    lookup (mapping every installed file to its distribution would cost seconds per command)."""
+    import importlib_metadata
 
-    owners = packages_distributions().get("unigen", [])
-    others = sorted({o for o in owners if o.lower().replace("_", "-") != "unigen-core"})
-    if others:
-        raise UnigenError(f"the import package 'unigen' is also installed by {', '.join(others)} (not unigen-core); "
-                          f"the two overwrite each other: pip uninstall {' '.join(others)} unigen-core && "
-                          "pip install unigen-core")
+    try:
+        other = importlib_metadata.distribution("unigen")
+    except importlib_metadata.PackageNotFoundError:
+        return
+    raise UnigenError(f"the distribution 'unigen' {other.version} (an unrelated package) is installed and also "
+                      "provides the import package 'unigen', so the two overwrite each other: "
+                      "pip uninstall unigen unigen-core && pip install unigen-core")
 
 
 class _Version(argparse.Action):
