@@ -63,6 +63,18 @@ COMPILE_BACKEND = "inductor"
 BUCKET_MB = 25.0
 
 
+def _networks(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The child modules with trainable parameters and a forward of their own; a container without
+    one (a ModuleList or ModuleDict) is looked into."""
+    nets: list[torch.nn.Module] = []
+    for child in module.children():
+        if type(child).forward is torch.nn.Module.forward:
+            nets += _networks(child)
+        elif any(p.requires_grad for p in child.parameters()):
+            nets.append(child)
+    return nets
+
+
 class Trainer:
     """Train ``model`` on ``data``; write into ``run_dir`` when given (``run.json``, the metrics and
     the checkpoints: the same run directory as ``unigen train``). ``config``: a
@@ -391,12 +403,12 @@ class Trainer:
         return self.last_record
 
     def _compile(self, group_names: list[str], params: Mapping[str, list[torch.nn.Parameter]], single: bool) -> None:
-        """Compile the forward of each network of the model (a child module with parameters; the
-        state dict keeps its names), then run one trial forward/backward of every group of the first
+        """Compile the forward of each network of the model (:func:`_networks`; the state dict keeps
+        its names), then run one trial forward/backward of every group of the first
         step to compile it. A model that cannot be compiled (a double backward through the graph, as
         a CNF's divergence or WGAN-GP's penalty take) trains eagerly after one warning. The trial
         leaves no trace: the random state, the data order, the buffers and the gradients are restored."""
-        nets = [m for m in self.model.children() if any(p.requires_grad for p in m.parameters())]
+        nets = _networks(self.model)
         for m in nets:
             m.forward = torch.compile(m.forward, backend=COMPILE_BACKEND)  # an instance attribute: del undoes it
         rng, data = torch.get_rng_state(), self.batches.state_dict()
