@@ -32,7 +32,9 @@ CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.jso
 
 nox.options.sessions = ["lint", "typecheck", "docs", "tests", "family", "third_party", "scaffold"]
 nox.options.reuse_existing_virtualenvs = True
-SHARED = ROOT / ".nox" / "_shared"
+# The folder is named site-packages on purpose: dill (used by Hugging Face datasets to fingerprint data)
+# pickles modules that live outside a "site-packages" path by value, and fails on pyarrow types there.
+SHARED = ROOT / ".nox" / "_shared" / "site-packages"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
 PIP = ["--no-deps", "--no-build-isolation", "-q"]
 
