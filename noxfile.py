@@ -214,8 +214,12 @@ def _smoke(session: nox.Session, unigen: str, ids: list[str], run_dir: Path) -> 
             continue
         if train.returncode != 0:
             session.error(f"unigen train {model_id} failed ({train.returncode}): {train.stderr.strip()}")
-        sample = subprocess.run([unigen, "sample", str(run_dir), "--n", "4", "--out", str(run_dir / "s.npy")],
-                                capture_output=True, text=True)
+        try:  # an adaptive ODE solve of a 3-step CNF can take minutes: the next model then
+            sample = subprocess.run([unigen, "sample", str(run_dir), "--n", "4", "--out", str(run_dir / "s.npy")],
+                                    capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            session.log(f"smoke: sampling {model_id} took over 60 s; trying the next model")
+            continue
         if sample.returncode == 0:
             session.log(f"smoke: {model_id} trained and sampled: {sample.stdout.strip()}")
             return
