@@ -193,7 +193,9 @@ def _torch_dir(session: nox.Session, tmp: Path) -> Path:
 def _build_wheels(session: nox.Session, tmp: Path, name: str = "wheels") -> Path:
     wheels = tmp / name
     shutil.rmtree(wheels, ignore_errors=True)
-    session.run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+    # Build isolation (pip fetches setuptools and wheel for the build): the interpreter running nox
+    # need not have them, as a user's would not.
+    session.run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
                 str(ROOT / "unigen-core"), *map(str, PLUGINS), str(EXAMPLE), external=True)
     return wheels
 
