@@ -18,7 +18,7 @@ from unigen.trainer import Trainer
 
 @attrs.frozen
 class Cfg:
-    pass
+    """No hyperparameters: the test model's sizes are fixed."""
 
 
 class TwoNets(unigen.GenerativeModel):

@@ -79,7 +79,7 @@ def test_sample_grids_use_fixed_noise_and_leave_training_unchanged(tmp_path):
         callbacks = []
 
         def log_image(self, name, image):
-            pass
+            """The grid also sends its picture to the loggers; this test has none."""
 
     first, second = grid.draw(Host()), grid.draw(Host())
     assert (first == second).all() and first.shape[0] > 8  # the same seeds every time

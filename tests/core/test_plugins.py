@@ -96,7 +96,7 @@ def test_misspelt_hook_implementation_fails_loudly():
     class Misspelt:
         @hookimpl
         def unigen_register_modles(self, register):
-            pass
+            """Misspelt on purpose: the plugin manager must refuse the name, whatever the body."""
 
     with pytest.raises(Exception, match="unigen_register_modles"):
         get_plugin_manager(autoload=False, plugins=[Misspelt()])
@@ -179,7 +179,7 @@ class Plain(GenerativeModel):
     family = "plain"
 
     class Config:
-        pass
+        'Not an attrs class, on purpose: the broken plugin under test.'
 
 @hookimpl
 def unigen_register_models(register):

@@ -133,8 +133,8 @@ def test_cli_rejects_an_unknown_section(capsys, monkeypatch):
 
 
 def test_the_command_prints_the_text_report(capsys, monkeypatch):
-    """`unigen speed` without --json formats the report (the sections themselves are stubbed: their
-    measurements are checked above)."""
+    """`unigen speed` without --json formats the report (the report is a fixed one, put in place
+    of speed.run by monkeypatch: the measurements themselves are checked above)."""
     import unigen_bench.speed as speed
 
     monkeypatch.setenv("UNIGEN_MALLOC", "system")
