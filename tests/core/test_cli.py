@@ -13,20 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unigen import checkpoint as ck
-from unigen.cli import main
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _one_line_error(code: int, err: str) -> None:

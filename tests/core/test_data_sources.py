@@ -6,22 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from clitools import run_cli
 from PIL import Image
 
 import unigen
-from unigen.cli import main
 from unigen.data import BatchIterator, from_tensor, from_torch_dataset
 from unigen.data.sources import Source, split_index
 from unigen.errors import DataError
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _one_line_error(code: int, err: str) -> str:

@@ -10,22 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import run_cli as cli
 
 import unigen
 from unigen import checkpoint as ck
-from unigen.cli import main
 from unigen.plugins import reset_default_host
 
 EXAMPLE_LOGGER = Path(__file__).resolve().parents[1] / "example-logger"
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow

@@ -14,17 +14,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from clitools import run_cli
 from PIL import Image
 
 from unigen import checkpoint as ck
-from unigen.cli import main
 from unigen.metrics.mmd import mmd2
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def coloured_squares(folder, n: int, size: int = 32, seed: int = 0) -> None:

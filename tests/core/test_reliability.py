@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import run_cli
 
 from unigen import checkpoint as ck
 from unigen.cli import main
@@ -16,13 +17,6 @@ from unigen.cli import main
 TINY = ["--data", "digits", "--batch-size", "32", "--quiet", "--set", "z_dim=2", "--set", "width=8"]
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(code: int, err: str, expected: int = 2) -> str:

@@ -6,19 +6,10 @@ import json
 import sys
 
 import pytest
+from clitools import run_cli as cli
 from PIL import Image
 
 import unigen
-from unigen.cli import main
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

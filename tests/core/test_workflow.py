@@ -8,19 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import run_cli as cli
 
 import unigen
 from unigen import checkpoint as ck
-from unigen.cli import main
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
