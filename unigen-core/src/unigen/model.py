@@ -79,7 +79,7 @@ class GenerativeModel(nn.Module):
 
     family: ClassVar[str] = ""
     paradigm: ClassVar[str] = "likelihood"
-    logprob_kind: ClassVar[str] = "none"
+    logprob_kind: str = "none"  # the class default; an instance may set its own (see above)
     Config: ClassVar[type] = NoConfig
     default_steps: ClassVar[int | None] = None
     # True when logprob is log P of the discrete levels (a pmf, e.g. PixelCNN's softmax or a

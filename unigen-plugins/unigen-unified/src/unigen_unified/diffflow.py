@@ -81,8 +81,8 @@ def vp_coefficients(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(a_t, s_t, B'(t)) of the VP SDE, computed in float64 and cast to t's dtype. t: (B,)."""
     td = t.double()
     big_b = B_MIN * td + 0.5 * (B_MAX - B_MIN) * td * td
-    out = (torch.exp(-big_b / 2), torch.sqrt(-torch.expm1(-big_b)), B_MIN + (B_MAX - B_MIN) * td)
-    return tuple(c.to(t.dtype) for c in out)
+    a, s, db = torch.exp(-big_b / 2), torch.sqrt(-torch.expm1(-big_b)), B_MIN + (B_MAX - B_MIN) * td
+    return a.to(t.dtype), s.to(t.dtype), db.to(t.dtype)
 
 
 @attrs.frozen(kw_only=True)
@@ -175,13 +175,12 @@ class DiffFlow(GenerativeModel):
         return ("discriminator",)
 
     def loss(self, batch: Batch, group: str | None = None) -> Tensor | dict[str, Tensor]:
+        losses = {"discriminator": self.discriminator_loss, "generator": self.generator_loss}
         if group is None:
-            return {g: self.loss(batch, g) for g in self.parameter_groups()}
-        if group == "discriminator":
-            return self.discriminator_loss(batch.x)
-        if group == "generator":
-            return self.generator_loss(batch.x)
-        raise ValueError(f"{self.model_id} has no parameter group {group!r}; known: discriminator, generator")
+            return {g: losses[g](batch.x) for g in self.parameter_groups()}
+        if group not in losses:
+            raise ValueError(f"{self.model_id} has no parameter group {group!r}; known: discriminator, generator")
+        return losses[group](batch.x)
 
     # -- the operations -----------------------------------------------------------------------------
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:

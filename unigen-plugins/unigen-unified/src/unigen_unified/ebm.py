@@ -105,6 +105,7 @@ class EBM(GenerativeModel):
     default_steps = 300
     data_kinds = ("vector",)
     trainer_defaults = {"lr": 1e-3}
+    replay: Tensor  # buffer (buffer_size, *D): the persistent Langevin chains
 
     def __init__(self, config: EBMConfig, data: DataInfo) -> None:
         super().__init__(config, data)

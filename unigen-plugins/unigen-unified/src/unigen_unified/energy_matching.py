@@ -120,6 +120,7 @@ class EnergyMatching(GenerativeModel):
     default_steps = 150  # sampler steps from t=1 to t=-langevin_time: dt = 0.01, the paper's
     data_kinds = ("vector",)
     trainer_defaults = {"lr": 1e-3}
+    steps_done: Tensor  # buffer (), long: trainer steps taken, which select the phase
 
     def __init__(self, config: EnergyMatchingConfig, data: DataInfo) -> None:
         super().__init__(config, data)

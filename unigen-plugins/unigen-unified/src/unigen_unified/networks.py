@@ -31,17 +31,18 @@ class TimeField(nn.Module):
     def __init__(self, data: DataInfo, heads: int = 1, hidden: int = 128, depth: int = 3, width: int = 32) -> None:
         super().__init__()
         self.heads = heads
-        self.unet = (UNet(data.shape[0], width, out_channels=heads * data.shape[0], size=data.shape[1])  # depth by resolution
-                     if data.is_image else None)
-        self.mlp = None
-        if self.unet is None:
-            self.mlp = MLP([data.dim + 1 + 2 * TIME_FREQS] + [hidden] * depth + [heads * data.dim])
+        # Exactly one of the two is built: the UNet on images (depth by resolution), the MLP on vectors.
+        self.unet: UNet | None = (UNet(data.shape[0], width, out_channels=heads * data.shape[0], size=data.shape[1])
+                                  if data.is_image else None)
+        self.mlp: MLP | None = (None if data.is_image
+                                else MLP([data.dim + 1 + 2 * TIME_FREQS] + [hidden] * depth + [heads * data.dim]))
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         b = x.shape[0]
         if self.unet is not None:
             out = self.unet(x, t)  # (B, heads * C, H, W)
         else:
+            assert self.mlp is not None  # built whenever the UNet is not
             out = self.mlp(torch.cat([x.flatten(1), time_features(t.to(x.dtype))], 1))  # (B, heads * D)
         return out.view(b, self.heads, *x.shape[1:])  # (B, heads, *D)
 
