@@ -26,6 +26,8 @@ from unigen.plugin import MLP
 class ActNorm(nn.Module):
     """Per-channel affine map with data-dependent initialisation (Glow)."""
 
+    initialized: Tensor  # buffer (), uint8: 1 once the first training batch has set bias and logs
+
     def __init__(self, channels: int, image: bool) -> None:
         super().__init__()
         shape = (1, channels, 1, 1) if image else (1, channels)
@@ -93,8 +95,8 @@ class ConvNet(nn.Module):
             nn.Conv2d(width, width, 1), nn.ReLU(),
             nn.Conv2d(width, 2 * channels, 3, padding=1),
         )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        for p in self.net[-1].parameters():  # the last layer's weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.net(torch.cat([x, mask.expand(x.shape[0], 1, *x.shape[2:])], 1))  # (B, 2C, H, W)
@@ -106,8 +108,8 @@ class VectorNet(nn.Module):
     def __init__(self, dim: int, hidden: int, depth: int) -> None:
         super().__init__()
         self.net = MLP([dim] + [hidden] * depth + [2 * dim], act=nn.ReLU)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        for p in self.net[-1].parameters():  # the last layer's weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.net(x)  # (B, 2D)
@@ -115,6 +117,8 @@ class VectorNet(nn.Module):
 
 class AffineCoupling(nn.Module):
     """y = b x + (1 - b)(x exp(s(bx)) + t(bx)) with a fixed binary mask b (a buffer)."""
+
+    mask: Tensor  # buffer b: (1, C, H, W) or (1, D), 1 where x passes unchanged
 
     def __init__(self, mask: Tensor, net: nn.Module, channels: int) -> None:
         super().__init__()

@@ -67,14 +67,16 @@ class VelocityField(nn.Module):
     def __init__(self, data: DataInfo, config: ODEFlowConfig) -> None:
         super().__init__()
         kind = config.net if config.net != "auto" else ("unet" if data.is_image else "mlp")
-        self.unet = UNet(data.shape[0], config.width, size=data.shape[1]) if kind == "unet" else None  # depth by resolution
-        self.mlp = None
-        if kind == "mlp":
-            self.mlp = MLP([data.dim + 9] + [config.hidden] * config.depth + [data.dim], act=nn.SiLU)
+        # Exactly one of the two is built.
+        self.unet: UNet | None = (UNet(data.shape[0], config.width, size=data.shape[1])  # depth by resolution
+                                  if kind == "unet" else None)
+        self.mlp: MLP | None = (MLP([data.dim + 9] + [config.hidden] * config.depth + [data.dim], act=nn.SiLU)
+                                if kind == "mlp" else None)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if self.unet is not None:
             return self.unet(x, t)
+        assert self.mlp is not None  # built whenever the UNet is not
         h = torch.cat([x.flatten(1), time_features(t.to(x.dtype))], 1)  # (B, D + 9)
         return self.mlp(h).view_as(x)
 

@@ -24,6 +24,7 @@ the exact inverse.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import attrs
 import torch
@@ -34,6 +35,8 @@ from unigen import ConfigError, DataInfo
 from unigen.plugin import Batch, GenerativeModel, bin_width, dequantize, positive_int, resolution_levels
 
 from .layers import ActNorm, AffineCoupling, ConvNet, Squeeze, VectorNet, channel_mask, checkerboard
+
+FlowLayer = ActNorm | AffineCoupling | Squeeze  # forward(x) -> (y, log|det|), inverse(y) -> x
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +104,11 @@ class RealNVP(GenerativeModel):
             self.splits.append(not last)
 
     # -- the bijection --------------------------------------------------------------------------
+    def _stage_layers(self) -> list[list[FlowLayer]]:
+        """Each stage's layers in order (nn.ModuleList is not generic in torch's stubs: the cast names
+        the element type the constructor put there)."""
+        return [cast("list[FlowLayer]", list(stage.children())) for stage in self.stages]
+
     def _bounds(self) -> tuple[float, float]:
         """Data range of the dequantized data: [-1 - Delta/2, 1 + Delta/2]."""
         half = bin_width(self.data.levels) / 2 if self.data.levels else 0.0
@@ -129,7 +137,7 @@ class RealNVP(GenerativeModel):
         """x (B, *D) -> (z (B, *D), log|det dz/dx| (B,))."""
         h, logdet = self._preprocess(x)
         pieces = []
-        for layers, split in zip(self.stages, self.splits):
+        for layers, split in zip(self._stage_layers(), self.splits):
             for layer in layers:
                 h, ld = layer(h)
                 logdet = logdet + ld
@@ -146,7 +154,7 @@ class RealNVP(GenerativeModel):
         sizes = [math.prod(s) for s in shapes]
         pieces = [p.view(z.shape[0], *s) for p, s in zip(flat.split(sizes, 1), shapes)]
         h = pieces.pop()
-        for layers, split in zip(reversed(self.stages), reversed(self.splits)):
+        for layers, split in zip(reversed(self._stage_layers()), reversed(self.splits)):
             if split:
                 h = torch.cat([pieces.pop(), h], 1)
             for layer in reversed(layers):
@@ -158,7 +166,7 @@ class RealNVP(GenerativeModel):
         if not self.data.is_image:
             return [tuple(self.data.shape)]
         c, h, w = self.data.shape
-        shapes = []
+        shapes: list[tuple[int, ...]] = []
         for split in self.splits:
             if split:
                 c, h, w = 4 * c, h // 2, w // 2

@@ -77,6 +77,12 @@ def measure_straightness(model: ODEFlow, z: Tensor, steps: int, segments: int = 
 class RectifiedFlow(FlowMatching):
     Config = RectifiedFlowConfig
     default_steps = 20
+    # Buffers (saved in checkpoints, so a resumed run continues its rounds):
+    reflow_round: Tensor  # (), long: reflows done so far
+    straightness: Tensor  # (num_reflows + 1,): S before each reflow, -1 until measured
+    path_deviation: Tensor  # (num_reflows + 1,): mean distance to the straight line, -1 until measured
+    coupling_x0: Tensor  # (reflow_pairs, *D): the data end x^ of the coupling (only when num_reflows > 0)
+    coupling_x1: Tensor  # (reflow_pairs, *D): the noise end z of the coupling (only when num_reflows > 0)
 
     def __init__(self, config: RectifiedFlowConfig, data: DataInfo) -> None:
         super().__init__(config, data)
