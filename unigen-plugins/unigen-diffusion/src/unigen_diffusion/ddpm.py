@@ -73,6 +73,11 @@ class DDPM(GenerativeModel):
     Config = DDPMConfig
     default_steps = 1000  # T: ancestral sampling; fewer steps use DDIM
     trainer_defaults = {"lr": 1e-3, "ema_decay": 0.995}
+    # Buffers: float32 copies of the schedule's tables (schedules.schedule), each (T + 1,), index 0 = data.
+    betas: Tensor  # beta_n
+    alphas: Tensor  # alpha_n = 1 - beta_n
+    alpha_bar: Tensor  # abar_n = prod_{s <= n} alpha_s
+    posterior_var: Tensor  # beta_tilde_n, the variance of q(x_{n-1} | x_n, x_0) (Eq. 7)
 
     def __init__(self, config: DDPMConfig, data: DataInfo) -> None:
         super().__init__(config, data)

@@ -55,6 +55,7 @@ class LDM(DDPM):
     default_steps = 100
     needs_runs = {"autoencoder": "vae"}
     trainer_defaults = {"lr": 1e-3, "ema_decay": 0.995}
+    latent_scale: Tensor  # buffer (): s of the module docstring, 0 until the first training batch sets it
 
     def diffusion_space(self, config: LDMConfig, data: DataInfo) -> DataInfo:
         ae = load_autoencoder(config.autoencoder)

@@ -197,7 +197,8 @@ class ScoreSDE(GenerativeModel):
                 y = state[:, :D].detach().requires_grad_(True)
                 v_ = self.pf_ode(y.view(B, *self.data.shape), t).flatten(1)  # (B, D)
                 if exact:
-                    div = sum(torch.autograd.grad(v_[:, i].sum(), y, retain_graph=True)[0][:, i] for i in range(D))
+                    div = torch.stack([torch.autograd.grad(v_[:, i].sum(), y, retain_graph=True)[0][:, i]
+                                       for i in range(D)]).sum(0)  # (D, B) -> (B,)
                 else:
                     div = (torch.autograd.grad((v_ * probe).sum(), y)[0] * probe).sum(1)
             return torch.cat([v_.detach(), div.detach()[:, None]], 1)
