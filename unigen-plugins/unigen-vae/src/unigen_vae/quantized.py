@@ -109,6 +109,9 @@ class QuantizedAutoencoder(GenerativeModel, metaclass=ABCMeta):
 
     code_dim: int
     prior_shape: tuple[int, int]  # (variables per position, values per variable)
+    # Buffers (P latent positions, nvar variables each with nval values: prior_shape):
+    prior_mask: Tensor  # (nvar, nval) bool: the values each variable can take (prior_support)
+    prior: Tensor  # (P, nvar, nval): the factorized EMA prior pi_p over code values
 
     def __init__(self, config: Any, data: DataInfo) -> None:
         super().__init__(config, data)
@@ -224,6 +227,10 @@ class VQVAE(QuantizedAutoencoder):
     output of the last batch, a common remedy for dead codes (e.g. Dhariwal et al. 2020, Jukebox)."""
 
     Config = VQVAEConfig
+    # Buffers (K = codebook_size codes of dimension d = code_dim), updated by EMA, not by gradient:
+    codebook: Tensor  # (K, d): e_k = m_k / N_k
+    ema_count: Tensor  # (K,): N_k
+    ema_sum: Tensor  # (K, d): m_k
 
     def __init__(self, config: VQVAEConfig, data: DataInfo) -> None:
         self.code_dim = config.code_dim
@@ -306,6 +313,13 @@ class FSQ(QuantizedAutoencoder):
 
     Config = FSQConfig
     EPS = 1e-3
+    # Buffers, one entry per latent channel i (d = len(levels)), rebuilt from the config:
+    levels_t: Tensor  # (d,) long: L_i
+    half_range: Tensor  # (d,): half_i
+    offset: Tensor  # (d,): offset_i
+    shift: Tensor  # (d,): shift_i
+    half_width: Tensor  # (d,): L_i // 2, the grid's scale
+    basis: Tensor  # (d,) long: the mixed-radix place values prod_{j < i} L_j
 
     def __init__(self, config: FSQConfig, data: DataInfo) -> None:
         self.code_dim = len(config.levels)
