@@ -70,21 +70,52 @@ def test_a_failing_model_is_recorded_and_the_others_still_run(tmp_path, evaluato
     assert (tmp_path / "b" / "samples-vae.png").exists() and (tmp_path / "b" / "latent-vae.png").exists()
 
 
-def test_a_time_budget_is_met_with_the_generic_trainer(tmp_path):
+class _StepCountingClock(unigen.Callback):
+    """A clock for the bench's budget logic that advances ``dt`` seconds per training step and not
+    otherwise, so the budget tests count steps instead of timing a loaded machine (how fast the steps
+    really are is the benchmarks' business)."""
+
+    def __init__(self, dt: float) -> None:
+        self.dt, self.now = dt, 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def on_step_end(self, trainer, step):
+        self.now += self.dt
+
+
+def _clocked(monkeypatch, dt: float) -> _StepCountingClock:
+    """Run bench.train on a _StepCountingClock: its clock reads, and every Trainer it builds ticks it."""
+    clock = _StepCountingClock(dt)
+
+    class Clocked(unigen.Trainer):
+        def __init__(self, *args, callbacks=(), **kwargs):
+            super().__init__(*args, callbacks=[*callbacks, clock], **kwargs)
+
+    monkeypatch.setattr(bench.training, "time", clock)
+    monkeypatch.setattr(bench.training, "Trainer", Clocked)
+    return clock
+
+
+def test_a_time_budget_is_met_with_the_generic_trainer(tmp_path, monkeypatch):
     pytest.importorskip("unigen_vae")  # the bench runs real models; the vae family is the one it uses
     host = unigen.default_host()
     c = bench.BenchConfig(out=tmp_path, minutes=0.04)  # 2.4 s
     data = unigen.load_dataset("digits")
     model = unigen.build_model("vae", data.info)
     tc = bench.trainer_config(model, c)
-    started = time.perf_counter()
+    clock = _clocked(monkeypatch, dt=0.12)  # 20 steps fill the budget
     out = bench.train(model, data, tc, tmp_path / "run", c, host, strict=False)
-    elapsed = time.perf_counter() - started
-    assert out["steps"] >= 2 and elapsed < 3 * 2.4 + 3
+    # the run and its resumed extensions stop inside the budget, having used at least 90% of it
+    assert 18 <= out["steps"] <= 20 and clock.now == pytest.approx(out["steps"] * 0.12)
+    assert out["seconds"] == pytest.approx(clock.now) and out["steps_per_sec"] == pytest.approx(1 / 0.12)
     assert unigen.checkpoint.latest_checkpoint(tmp_path / "run").name == f"step_{out['steps']:08d}"
-    # a budget too small for the default config is refused (the bench then takes the example config)
-    with pytest.raises(bench.TooSlow):
-        bench.train(model, data, tc, tmp_path / "run2", attrs.evolve(c, minutes=0.0005), host)
+    # a budget too small for the default config is refused (the bench then takes the example config):
+    # at 10 s a step, 6 < MIN_STEPS steps fit in 60 s (the probe's real-time limit, 30 s, stays far away)
+    _clocked(monkeypatch, dt=10.0)
+    with pytest.raises(bench.TooSlow, match="only 6 training steps fit in the 60 s budget"):
+        bench.train(model, data, tc, tmp_path / "run2", attrs.evolve(c, minutes=1.0), host)
 
 
 def test_metric_time_limit_stops_a_slow_metric():
