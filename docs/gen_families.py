@@ -30,7 +30,16 @@ _FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=]+(?:=.*)?$")
 
 def field_comments(cls: type) -> dict[str, str]:
     """``field -> comment`` from the config class's source: the ``#`` comment on the field's line, or the
-    comment lines just above it."""
+    comment lines just above it. An inherited field keeps its base class's comment unless the subclass
+    comments it again."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__[:-1]):  # object last: bases first, so a subclass's comment wins
+        found.update(_own_field_comments(klass))
+    return found
+
+
+def _own_field_comments(cls: type) -> dict[str, str]:
+    """The comments of the fields written in ``cls``'s own class body."""
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):

@@ -65,3 +65,18 @@ def test_field_comments_are_the_meaning_column():
         depth: int = 2  # how many layers
 
     assert gen_families.field_comments(Config) == {"width": "the width of every layer", "depth": "how many layers"}
+
+
+def test_an_inherited_field_keeps_its_base_comment_unless_the_subclass_comments_it():
+    @attrs.frozen
+    class Base:
+        width: int = 8  # the width of every layer
+        depth: int = 2  # how many layers
+
+    @attrs.frozen
+    class Child(Base):
+        depth: int = 3  # more layers for this variant
+        width: int = 16
+
+    assert gen_families.field_comments(Child) == {"width": "the width of every layer",
+                                                  "depth": "more layers for this variant"}

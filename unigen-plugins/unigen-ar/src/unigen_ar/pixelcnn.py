@@ -51,6 +51,7 @@ class PixelCNNConfig:
     layers: int | None = attrs.field(default=None, validator=v.optional([v.instance_of(int), v.ge(0)]))
     # The paper starts with a 7 x 7 mask-A layer, then 3 x 3 gated layers.
     first_kernel: int = attrs.field(default=7, validator=[v.instance_of(int), v.ge(3), _odd])
+    # Side of every later gated layer's mask-B kernel.
     kernel: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(3), _odd])
     head: int = positive_int(96)  # width of the 1 x 1 output layers
     # Sampling only: T = 1 and top_k = 0 draw from the model itself.

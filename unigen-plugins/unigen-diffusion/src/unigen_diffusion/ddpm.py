@@ -50,7 +50,7 @@ SAMPLERS = ("ancestral", "ddim")
 @attrs.frozen(kw_only=True)
 class DDPMConfig:
     timesteps: int = int_at_least(1000, 2)  # T (Ho et al.)
-    schedule: str = one_of("linear", tuple(SCHEDULES))
+    schedule: str = one_of("linear", tuple(SCHEDULES))  # beta_n: linear (Ho et al.) or cosine (Nichol & Dhariwal)
     net: str = one_of("auto", NETS)  # auto: UNet for images, MLP for vectors
     width: int = positive_int(32)  # UNet base channels
     mults: tuple[int, ...] | None = positive_ints(None, optional=True)  # None: from the resolution (networks.py)
@@ -60,7 +60,7 @@ class DDPMConfig:
     sampler: str = one_of("ancestral", SAMPLERS)
     sample_steps: int = nonnegative_int(0)  # 0: T
     eta: float = nonnegative_float(0.0)  # DDIM: 0 deterministic
-    spacing: str = one_of("trailing", tuple(SPACINGS))
+    spacing: str = one_of("trailing", tuple(SPACINGS))  # which of the T steps a shorter DDIM pass visits
     # Clip x0_hat to the data range [-1, 1] inside each step (images only), as Ho et al.'s code does.
     clip_denoised: bool = flag(True)
 

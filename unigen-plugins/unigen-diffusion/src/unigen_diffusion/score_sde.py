@@ -57,26 +57,28 @@ TRACES = ("auto", "exact", "hutchinson")
 
 @attrs.frozen(kw_only=True)
 class ScoreSDEConfig:
-    sde: str = one_of("vp", ("vp", "ve"))
-    beta_min: float = positive_float(0.1)  # Song et al.'s VP
-    beta_max: float = positive_float(20.0)
-    # VE: sigma_max about the largest distance between data points (Song & Ermon 2020, Technique 1).
+    sde: str = one_of("vp", ("vp", "ve"))  # variance preserving (DDPM's limit) or exploding (NCSN's)
+    beta_min: float = positive_float(0.1)  # VP: beta(t) = beta_min + t (beta_max - beta_min), Song et al.'s
+    beta_max: float = positive_float(20.0)  # VP: beta(1), Song et al.'s
+    # VE: sigma(t) = sigma_min (sigma_max / sigma_min)^t; sigma_max about the largest distance between data
+    # points (Song & Ermon 2020, Technique 1).
     sigma_min: float = positive_float(0.01)
-    sigma_max: float = positive_float(10.0)
-    t_min: float = open_unit(1e-3)
-    net: str = one_of("auto", NETS)
-    width: int = positive_int(32)
+    sigma_max: float = positive_float(10.0)  # VE: sigma(1), the std of the prior N(0, sigma_max^2 I)
+    t_min: float = open_unit(1e-3)  # epsilon: training draws t ~ U(t_min, 1); sampling and logprob stop there
+    net: str = one_of("auto", NETS)  # auto: UNet for images, MLP for vectors
+    width: int = positive_int(32)  # UNet base channels
     mults: tuple[int, ...] | None = positive_ints(None, optional=True)  # None: from the resolution (networks.py)
-    hidden: int = positive_int(256)
-    depth: int = positive_int(3)
+    hidden: int = positive_int(256)  # MLP width
+    depth: int = positive_int(3)  # MLP hidden layers
     # An SDE sampler: the reverse SDE; an ODE sampler (euler, heun, rk4, dopri5): the probability-flow ODE.
     sampler: str = sampler("euler-maruyama")
-    sample_steps: int = positive_int(500)
-    corrector_steps: int = nonnegative_int(0)
-    snr: float = positive_float(0.16)  # Song et al. (VE)
+    sample_steps: int = positive_int(500)  # predictor steps from t=1 to t_min (ignored by adaptive solvers)
+    corrector_steps: int = nonnegative_int(0)  # Langevin corrector steps after each predictor step (PC sampling)
+    snr: float = positive_float(0.16)  # the corrector's signal-to-noise ratio r, Song et al. (VE)
+    # logprob's divergence: exact (D backward passes), hutchinson (one probe), auto: exact up to 16 dims.
     trace: str = one_of("auto", TRACES)
-    rtol: float = positive_float(1e-5)
-    atol: float = positive_float(1e-5)
+    rtol: float = positive_float(1e-5)  # relative tolerance of adaptive ODE solvers (dopri5), logprob's too
+    atol: float = positive_float(1e-5)  # absolute tolerance of adaptive ODE solvers (dopri5), logprob's too
 
     @sigma_max.validator
     def _sigmas(self, attribute: Any, value: float) -> None:

@@ -46,8 +46,10 @@ class ODEFlowConfig:
     # Sampling: a registered ODE solver; fixed-step ones use --steps (or default_steps).
     sampler: str = sampler("heun", "ode")
     # Tolerances of the adaptive solves (logprob, dopri5 sampling); FFJORD uses 1e-5.
-    rtol: float = positive_float(1e-5)
-    atol: float = positive_float(1e-5)
+    rtol: float = positive_float(1e-5)  # relative tolerance of the adaptive solves
+    atol: float = positive_float(1e-5)  # absolute tolerance of the adaptive solves
+    # logprob's divergence tr(dv/dx): exact (D backward passes), hutchinson (an unbiased one-probe
+    # estimate, Grathwohl et al.), auto: exact up to AUTO_EXACT_DIM = 16 dimensions.
     trace: str = one_of("auto", TRACES)
     adjoint: bool = flag(False)  # adjoint method for gradients
 

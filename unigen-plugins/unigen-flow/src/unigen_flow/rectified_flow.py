@@ -46,8 +46,8 @@ log = logging.getLogger("unigen_flow")
 
 @attrs.frozen(kw_only=True)
 class RectifiedFlowConfig(FlowMatchingConfig):
-    sigma_min: float = fraction(0.0)
-    num_reflows: int = nonnegative_int(0)
+    sigma_min: float = fraction(0.0)  # 0: the straight line x_t = (1 - t) x_0 + t x_1 of Liu et al.
+    num_reflows: int = nonnegative_int(0)  # k: reflow rounds in the run; 0 is plain (1-)rectified flow
     # trainer steps per round; None: the run split into num_reflows + 1 equal rounds
     reflow_every: int | None = positive_int(None, optional=True)
     reflow_pairs: int = positive_int(4096)  # size of the coupling

@@ -89,12 +89,12 @@ def vp_coefficients(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 class DiffFlowConfig:
     # lambda: weight of score matching; 1 - lambda weights the adversarial term.
     lam: float = probability(0.5)
-    hidden: int = positive_int(128)
-    depth: int = positive_int(3)
-    disc_hidden: int = positive_int(128)
+    hidden: int = positive_int(128)  # width of the denoiser MLP (vectors) behind G's DDIM steps
+    depth: int = positive_int(3)  # hidden layers of the denoiser MLP
+    disc_hidden: int = positive_int(128)  # width of the discriminator's two hidden layers
     # DDIM steps of the unrolled generator G (few: the adversarial term backpropagates through all).
     gen_steps: int = positive_int(4)
-    n_critic: int = positive_int(1)
+    n_critic: int = positive_int(1)  # discriminator steps per generator step (when lambda < 1)
     # DDIM steps of G at sampling; 0 = ``gen_steps``, the unroll it was trained with (see the docstring).
     sample_unroll: int = nonnegative_int(0)
     # "auto": G(z) when lambda < 1, the probability-flow ODE (heun) when lambda = 1; or a registered sampler.

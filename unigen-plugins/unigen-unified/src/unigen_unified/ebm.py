@@ -79,13 +79,13 @@ def grid_log_partition(energy: Callable[[Tensor], Tensor], bound: float, n: int,
 
 @attrs.frozen(kw_only=True)
 class EBMConfig:
-    hidden: int = positive_int(128)
-    depth: int = positive_int(3)
+    hidden: int = positive_int(128)  # width of the energy MLP E_theta
+    depth: int = positive_int(3)  # hidden layers of the energy MLP
     # Langevin steps per training step (persistent chains need few), and their step size h.
     # h = 0.003 keeps the discretisation bias below the width of thin structures (moons: std 0.1).
     mcmc_steps: int = positive_int(10)
-    step_size: float = positive_float(0.003)
-    buffer_size: int = positive_int(8192)
+    step_size: float = positive_float(0.003)  # h of x <- x - h grad E(x) + sqrt(2h) xi (see mcmc_steps)
+    buffer_size: int = positive_int(8192)  # persistent chains in the replay buffer (Du & Mordatch)
     # Fraction of chains restarted from N(0, I) each step (Du & Mordatch use 5%).
     reinit_prob: float = probability(0.05)
     # Weight of the E^2 regularizer (Du & Mordatch Sec. 3.3).
@@ -94,7 +94,7 @@ class EBMConfig:
     sample_init: str = one_of("noise", ("noise", "buffer"))
     # 2-D data only: > 0 normalizes logprob on an n x n grid over [-grid_bound, grid_bound]^2.
     normalize_grid: int = nonnegative_int(0)
-    grid_bound: float = positive_float(4.0)
+    grid_bound: float = positive_float(4.0)  # half-width of the normalize_grid square
 
 
 class EBM(GenerativeModel):

@@ -94,22 +94,23 @@ def temperature(t: float, t_star: float, eps_max: float) -> float:
 
 @attrs.frozen(kw_only=True)
 class EnergyMatchingConfig:
-    hidden: int = positive_int(128)
-    depth: int = positive_int(3)
+    hidden: int = positive_int(128)  # width of the potential MLP V_theta
+    depth: int = positive_int(3)  # hidden layers of the potential MLP
     # Trainer steps of pure OT flow matching before the contrastive term joins (the paper's phase 1).
     phase1_steps: int = nonnegative_int(400)
     sigma: float = nonnegative_float(0.05)  # the width of the CFM paths
     cd_weight: float = nonnegative_float(1.0)  # lambda_CD of phase 2
     # The temperature: eps_max and t* = 1 - tau* (paper: tau* = 0.8), and the equilibrium time past t=0.
-    eps_max: float = positive_float(0.02)
+    eps_max: float = positive_float(0.02)  # eps_max: the temperature at and below t=0 (the Boltzmann density's)
+    # t*: the temperature is 0 above t*, rising linearly to eps_max at t=0 (paper: t* = 1 - tau* = 0.2).
     t_star: float = attrs.field(default=0.2, validator=[attrs.validators.instance_of(float), attrs.validators.gt(0),
                                                         attrs.validators.le(1)])
-    langevin_time: float = nonnegative_float(0.5)
+    langevin_time: float = nonnegative_float(0.5)  # sampling continues at eps_max from t=0 to t=-langevin_time
     # Sampler steps of each negative chain in phase 2 (the paper's 2-D code: 200; fewer keep CPU runs short).
     mcmc_steps: int = positive_int(30)
     # 2-D data only: > 0 normalizes logprob on an n x n grid over [-grid_bound, grid_bound]^2.
     normalize_grid: int = nonnegative_int(0)
-    grid_bound: float = positive_float(4.0)
+    grid_bound: float = positive_float(4.0)  # half-width of the normalize_grid square
 
 
 class EnergyMatching(GenerativeModel):

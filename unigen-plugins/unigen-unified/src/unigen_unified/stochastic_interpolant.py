@@ -53,6 +53,7 @@ def _schedule_name(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
 
 @attrs.frozen(kw_only=True)
 class StochasticInterpolantConfig:
+    # alpha_t, beta_t: a registered interpolant schedule (linear, trig, vp, or a plugin's; see interpolants.py).
     schedule: str = attrs.field(default="linear", validator=[v.instance_of(str), _schedule_name])
     # a in gamma_t = a t (1 - t); a > 0 adds the latent noise term and trains the denoiser head.
     gamma: float = nonnegative_float(0.0)

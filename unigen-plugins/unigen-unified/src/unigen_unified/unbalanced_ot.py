@@ -37,9 +37,8 @@ class UnbalancedOTConfig(WassersteinFlowConfig):
     # KL mass penalty rho, in units of the squared-distance cost: a data point further than ~sqrt(rho)
     # from the model's mass is dropped; rho -> infinity is balanced OT.
     rho: float = positive_float(1.0)
-    # Entropic regularisation and iterations of the Sinkhorn solve.
-    blur: float = positive_float(0.1)
-    sinkhorn_iters: int = positive_int(30)
+    blur: float = positive_float(0.1)  # entropic regularisation epsilon of the plan, in units of the cost
+    sinkhorn_iters: int = positive_int(30)  # iterations of each Sinkhorn solve
 
 
 @torch.no_grad()

@@ -39,8 +39,8 @@ def _scales(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class WassersteinFlowConfig:
-    hidden: int = positive_int(128)
-    depth: int = positive_int(3)
+    hidden: int = positive_int(128)  # width of the transport map's MLP T
+    depth: int = positive_int(3)  # hidden layers of the transport map's MLP
     # JKO step size tau: larger steps move the map further per outer step.
     tau: float = positive_float(1.0)
     # Optimizer steps spent on each JKO subproblem before T_k is updated.
