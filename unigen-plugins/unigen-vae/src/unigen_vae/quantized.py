@@ -199,14 +199,13 @@ class QuantizedAutoencoder(GenerativeModel, metaclass=ABCMeta):
 # -- VQ-VAE -----------------------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
 class VQVAEConfig:
-    codebook_size: int = int_at_least(64, 2)
-    code_dim: int = positive_int(16)
-    width: int = positive_int(64)
-    hidden: int = positive_int(256)
-    n_latents: int = positive_int(4)  # vectors only
-    # van den Oord et al. use beta = 0.25 for the commitment loss and gamma = 0.99 for the EMA.
-    commitment: float = nonnegative_float(0.25)
-    ema_decay: float = open_unit(0.99)
+    codebook_size: int = int_at_least(64, 2)  # K: codes e_1..e_K in the codebook
+    code_dim: int = positive_int(16)  # d: dimension of each code and of each latent vector z_e
+    width: int = positive_int(64)  # conv channels of the encoder and decoder (images)
+    hidden: int = positive_int(256)  # MLP width of the encoder and decoder (vectors)
+    n_latents: int = positive_int(4)  # P, latent vectors per example (vectors; images: one per grid cell)
+    commitment: float = nonnegative_float(0.25)  # beta of the commitment loss (van den Oord et al.: 0.25)
+    ema_decay: float = open_unit(0.99)  # gamma of the codebook's EMA updates (van den Oord et al.: 0.99)
     # A code whose EMA usage falls below this count is restarted at a random encoder output.
     dead_threshold: float = nonnegative_float(0.01)
 
@@ -284,10 +283,10 @@ class VQVAE(QuantizedAutoencoder):
 @attrs.frozen(kw_only=True)
 class FSQConfig:
     # Mentzer et al. 2023 recommend levels [8, 5, 5, 5] for a codebook of about 1,000 codes.
-    levels: tuple[int, ...] = attrs.field(default=(8, 5, 5, 5), converter=tuple)
-    width: int = positive_int(64)
-    hidden: int = positive_int(256)
-    n_latents: int = positive_int(4)  # vectors only
+    levels: tuple[int, ...] = attrs.field(default=(8, 5, 5, 5), converter=tuple)  # L_i per latent channel
+    width: int = positive_int(64)  # conv channels of the encoder and decoder (images)
+    hidden: int = positive_int(256)  # MLP width of the encoder and decoder (vectors)
+    n_latents: int = positive_int(4)  # P, latent vectors per example (vectors; images: one per grid cell)
 
     @levels.validator
     def _levels(self, attribute: Any, value: tuple[int, ...]) -> None:

@@ -29,10 +29,10 @@ from .networks import decoder, encoder
 
 @attrs.frozen(kw_only=True)
 class VAEConfig:
-    z_dim: int = positive_int(16)
+    z_dim: int = positive_int(16)  # dimension of the latent z ~ N(0, I)
     width: int = positive_int(32)  # conv channels
     hidden: int = positive_int(256)  # MLP width (vectors)
-    beta: float = nonnegative_float(1.0)
+    beta: float = nonnegative_float(1.0)  # weight of the KL term in the loss (1: the ELBO)
     # 1: logprob is the ELBO (a bound); k > 1: the importance-weighted estimate with k samples.
     logprob_samples: int = positive_int(1)
 
