@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,9 +11,10 @@ from torch import Tensor, nn
 
 
 class MLP(nn.Sequential):
-    """Linear layers with an activation between them (none after the last)."""
+    """Linear layers with an activation between them (none after the last); ``act()`` builds each one
+    (a class, or e.g. ``functools.partial(nn.LeakyReLU, 0.2)``)."""
 
-    def __init__(self, sizes: Sequence[int], act: type[nn.Module] = nn.SiLU) -> None:
+    def __init__(self, sizes: Sequence[int], act: Callable[[], nn.Module] = nn.SiLU) -> None:
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
