@@ -70,6 +70,8 @@ class EvaluatorNet(nn.Module):
     """The small CNN described in the module docstring. ``num_classes = 0``: self-supervised, the
     head is SimCLR's projection MLP (used only in training) and there are no logits."""
 
+    feature_scale: Tensor  # buffer (): the features' unit (see __init__)
+
     def __init__(self, channels: int, height: int, width: int, num_classes: int) -> None:
         super().__init__()
         w = 16
@@ -86,7 +88,6 @@ class EvaluatorNet(nn.Module):
         # Features are reported as body(x) * feature_scale, with the scale set after training so that
         # their mean square over the training split is 1: a choice of units that keeps FID and KID
         # readable (unscaled ReLU features of this net reach tens, and KID's cubic kernel cubes them).
-        self.feature_scale: Tensor
         self.register_buffer("feature_scale", torch.ones(()))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:

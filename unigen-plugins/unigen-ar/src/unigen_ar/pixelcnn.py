@@ -67,9 +67,10 @@ def colour_groups(n: int, colours: int) -> Tensor:
 class MaskedConv(nn.Conv2d):
     """A convolution whose weight is multiplied by a fixed 0/1 mask of the weight's shape."""
 
+    mask: Tensor  # buffer, the weight's shape (cout, cin, kh, kw): 1 where a connection is allowed
+
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int], mask: Tensor) -> None:
         super().__init__(cin, cout, kernel, padding=(kernel[0] // 2, kernel[1] // 2))
-        self.mask: Tensor
         self.register_buffer("mask", mask.to(self.weight.dtype).expand_as(self.weight).clone())
 
     def forward(self, x: Tensor) -> Tensor:

@@ -121,10 +121,11 @@ class ViT(nn.Module):
     this encoder may see (None: all). Only the listed patches enter the transformer. -> (B, K, dim).
     """
 
+    pos: Tensor  # buffer (N, dim): the fixed 2-D sin-cos position of each patch
+
     def __init__(self, patch_dim: int, dim: int, depth: int, heads: int, grid: tuple[int, int]) -> None:
         super().__init__()
         self.embed = nn.Linear(patch_dim, dim)
-        self.pos: Tensor
         self.register_buffer("pos", sincos_2d(dim, *grid), persistent=False)  # (N, dim)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
@@ -147,12 +148,13 @@ def _gather(x: Tensor, index: Tensor) -> Tensor:
 class Predictor(nn.Module):
     """g_phi: context embeddings + mask tokens at the target positions -> predicted target embeddings."""
 
+    pos: Tensor  # buffer (N, pred_dim): the fixed 2-D sin-cos position of each patch
+
     def __init__(self, dim: int, pred_dim: int, depth: int, heads: int, grid: tuple[int, int]) -> None:
         super().__init__()
         self.inp = nn.Linear(dim, pred_dim)
         self.mask_token = nn.Parameter(torch.zeros(pred_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.pos: Tensor
         self.register_buffer("pos", sincos_2d(pred_dim, *grid), persistent=False)
         self.blocks = nn.ModuleList(TransformerBlock(pred_dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(pred_dim)

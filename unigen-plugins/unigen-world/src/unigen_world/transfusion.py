@@ -97,6 +97,7 @@ class Transfusion(GenerativeModel):
     no_logprob_reason = ("Transfusion's image part is trained with a flow-matching loss, which bounds no "
                          "likelihood without an ODE trace that this model does not implement")
     trainer_defaults = {"lr": 1e-3}
+    patch_pos: Tensor  # buffer (P, d): the fixed 2-D sin-cos position of each image patch
 
     def __init__(self, config: TransfusionConfig, data: DataInfo) -> None:
         super().__init__(config, data)
