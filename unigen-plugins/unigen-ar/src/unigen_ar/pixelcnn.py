@@ -55,8 +55,8 @@ class PixelCNNConfig:
     kernel: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(3), _odd])
     head: int = positive_int(96)  # width of the 1 x 1 output layers
     # Sampling only: T = 1 and top_k = 0 draw from the model itself.
-    temperature: float = positive_float(1.0)
-    top_k: int = nonnegative_int(0)  # 0: every level
+    temperature: float = positive_float(1.0)  # T: sampling divides the logits by T (never logprob)
+    top_k: int = nonnegative_int(0)  # sampling draws from the k most likely levels only; 0: every level
 
 
 def colour_groups(n: int, colours: int) -> Tensor:

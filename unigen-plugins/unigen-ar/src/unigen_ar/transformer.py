@@ -35,11 +35,11 @@ class TransformerARConfig:
     dim: int = positive_int(64)  # model width d
     heads: int = positive_int(4)  # attention heads per layer (d / heads each; must divide dim)
     layers: int = positive_int(3)  # transformer blocks
-    mlp_ratio: int = positive_int(4)  # GPT-2's 4d hidden MLP
+    mlp_ratio: int = positive_int(4)  # each block's MLP is mlp_ratio x d wide (GPT-2: 4)
     dropout: float = fraction(0.0)  # on attention weights and each block's residual branches, in training
     # Sampling only: T = 1 and top_k = 0 draw from the model itself.
-    temperature: float = positive_float(1.0)
-    top_k: int = nonnegative_int(0)  # 0: every level
+    temperature: float = positive_float(1.0)  # T: sampling divides the logits by T (never logprob)
+    top_k: int = nonnegative_int(0)  # sampling draws from the k most likely levels only; 0: every level
     kv_cache: bool = flag(True)  # sampling: cache keys/values (O(D) per token); false recomputes the prefix
 
     @heads.validator

@@ -59,7 +59,7 @@ class DDPMConfig:
     # ancestral: Algorithm 2 when sampling with T steps, DDIM (with eta) for fewer; ddim: always DDIM.
     sampler: str = one_of("ancestral", SAMPLERS)
     sample_steps: int = nonnegative_int(0)  # 0: T
-    eta: float = nonnegative_float(0.0)  # DDIM: 0 deterministic
+    eta: float = nonnegative_float(0.0)  # DDIM's eta (Song et al. Eq. 16): 0 deterministic, 1 DDPM's noise
     spacing: str = one_of("trailing", tuple(SPACINGS))  # which of the T steps a shorter DDIM pass visits
     # Clip x0_hat to the data range [-1, 1] inside each step (images only), as Ho et al.'s code does.
     clip_denoised: bool = flag(True)

@@ -25,7 +25,7 @@ from .ode import ODEFlow, ODEFlowConfig
 
 @attrs.frozen(kw_only=True)
 class CNFConfig(ODEFlowConfig):
-    hidden: int = positive_int(64)
+    hidden: int = positive_int(64)  # MLP width
     # The likelihood already needs the adaptive solver; sampling with it keeps samples exact to tolerance.
     sampler: str = sampler("dopri5", "ode")
 

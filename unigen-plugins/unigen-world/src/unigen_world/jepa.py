@@ -60,11 +60,11 @@ class JEPAConfig:
     depth: int = positive_int(4)  # transformer blocks of the context (and target) encoder
     heads: int = positive_int(4)  # attention heads of the encoder (must divide dim)
     # The paper's predictor is narrower than the encoder (384 vs 1280 for ViT-H); the same here.
-    pred_dim: int = positive_int(32)
+    pred_dim: int = positive_int(32)  # predictor width (a multiple of 4 and of pred_heads)
     pred_depth: int = positive_int(2)  # transformer blocks of the predictor g_phi
     pred_heads: int = positive_int(4)  # attention heads of the predictor (must divide pred_dim)
     # Masking (Sec. 3 and App. C): M=4 targets of 15-20% of the image, a context of 85-100%.
-    num_targets: int = positive_int(4)
+    num_targets: int = positive_int(4)  # M: target blocks per image
     # s ~ U(target_scale): each target block's area as a fraction of the patch grid (paper: 0.15-0.2).
     target_scale: tuple[float, float] = attrs.field(default=(0.15, 0.2), validator=_range(0.0, 1.0))
     # a ~ U(target_aspect): each target block's height / width (paper: 0.75-1.5).
@@ -74,7 +74,7 @@ class JEPAConfig:
     min_context: int = positive_int(2)  # context patches left after removing targets; fewer: redrawn
     # EMA momentum, linear from ema_start to ema_end (paper: 0.996 -> 1) over the whole run, as I-JEPA
     # ramps it, reaching ema_end at the run's last step; an int ema_steps ramps over that many steps.
-    ema_start: float = probability(0.996)
+    ema_start: float = probability(0.996)  # m_0: the target encoder's EMA momentum at the first step
     ema_end: float = probability(1.0)  # the target encoder's EMA momentum m_k at the ramp's end (paper: 1)
     ema_steps: int | None = positive_int(None, optional=True)  # the ramp's length; None: the whole run
     # d of the loss: smooth_l1 (the reference code) or l2 (the squared distance of the paper's Eq. 1).

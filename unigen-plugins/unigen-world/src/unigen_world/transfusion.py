@@ -70,7 +70,7 @@ class TransfusionConfig:
     dim: int = positive_int(128)  # transformer width d (a multiple of 4 and of heads)
     depth: int = positive_int(4)  # transformer blocks, shared by text tokens and image patches
     heads: int = positive_int(4)  # attention heads per block
-    text_len: int = positive_int(32)  # used when the data carries no text
+    text_len: int = positive_int(32)  # caption length in characters T when the data does not set one
     image_loss_weight: float = nonnegative_float(5.0)  # paper's lambda
     image_first: float = probability(0.2)  # share of image-then-caption sequences
     caption_max_t: float = probability(0.5)  # noise cap when the image comes first
@@ -79,7 +79,7 @@ class TransfusionConfig:
     prompt: str | None = attrs.field(default=None, validator=_check_prompt)  # None: captions sampled first
     guidance: float = nonnegative_float(3.0)  # w of classifier-free guidance; 1: the conditional field alone
     sampler: str = text_field("heun")  # the registered ODE solver from noise (t=1) to images (t=0)
-    temperature: float = positive_float(1.0)  # caption sampling
+    temperature: float = positive_float(1.0)  # divides the caption logits when captions are sampled
 
     @heads.validator  # the later field of the pair, so both have passed their own type checks
     def _dim(self, attr, value):
