@@ -36,18 +36,39 @@ def test_jepa_probe_beats_its_untrained_encoder_through_unigen_eval(tmp_path, ca
     assert after["probe_accuracy_pixels"] > 0.9  # the raw-pixel probe is reported beside it
 
 
-@pytest.mark.slow
-def test_transfusion_draws_threes_for_the_prompt():
+@pytest.fixture(scope="module")
+def transfusion_and_classifier():
+    """Transfusion trained 400 steps on captioned digits, and a logistic-regression digit classifier."""
     from sklearn.linear_model import LogisticRegression
 
     data = unigen.load_dataset("digits-captions")
     clf = LogisticRegression(max_iter=1000).fit(data.x.flatten(1).numpy(), data.y.numpy())
     model = quick_train("transfusion", data, steps=400, batch_size=64, overrides=["dim=64", "depth=3"],
                         trainer={"lr": 2e-3})
-    prompted = unigen.build_model("transfusion", data.info, cfg.to_dict(model.config) | {"prompt": "a handwritten digit three"})
+    return model, clf
+
+
+def _share_of_threes(model, clf, *, ignore_prompt: bool = False) -> float:
+    """Share of 100 images drawn for "a handwritten digit three" that the classifier calls threes.
+    ``ignore_prompt``: the mutation, a model that reads the empty caption whatever the prompt is."""
+    prompted = unigen.build_model("transfusion", model.data, cfg.to_dict(model.config) | {"prompt": "a handwritten digit three"})
     prompted.load_state_dict(model.state_dict())
     prompted.eval()
+    if ignore_prompt:
+        run = prompted.run
+        prompted.run = lambda text, *rest: run(prompted.empty_text(text.shape[0]), *rest)
     torch.manual_seed(1)
     x = prompted.sample(100, steps=10)
-    threes = float((clf.predict(x.flatten(1).numpy()) == 3).mean())
+    return float((clf.predict(x.flatten(1).numpy()) == 3).mean())
+
+
+@pytest.mark.slow
+def test_transfusion_draws_threes_for_the_prompt(transfusion_and_classifier):
+    threes = _share_of_threes(*transfusion_and_classifier)
     assert threes >= 0.5, threes  # chance is 0.1
+
+
+@pytest.mark.slow
+def test_transfusion_that_ignores_the_prompt_fails_the_same_threshold(transfusion_and_classifier):
+    threes = _share_of_threes(*transfusion_and_classifier, ignore_prompt=True)
+    assert not threes >= 0.5, threes
