@@ -131,6 +131,20 @@ def moons():
 
 
 @pytest.mark.slow
+def test_consistency_warm_start_beats_a_random_start(ddpm_run, digits_test):
+    """The default start (the teacher's network copied) against a fresh network, same budget and seeds."""
+    run, _ = ddpm_run
+    mmd = {}
+    for init in ("copy", "random"):
+        torch.manual_seed(0)
+        student = quick_train("consistency", "digits", steps=300, batch_size=64,
+                              config={"teacher": str(run), "init": init}, trainer={"lr": 5e-4})
+        torch.manual_seed(1)
+        mmd[init] = _mmd(student.sample(64, 1), digits_test)
+    assert mmd["copy"] < 0.5 * mmd["random"], mmd
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sde,sampler,steps", [("vp", "heun", 100), ("ve", "euler-maruyama", 200)])
 def test_score_sde_matches_moons_by_mmd(sde, sampler, steps, moons):
     """VP sampled with the probability-flow ODE, VE with the reverse SDE. Measured MMD^2: vp 0.060, ve 0.041,

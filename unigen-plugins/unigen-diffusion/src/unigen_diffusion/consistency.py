@@ -14,31 +14,27 @@ so f_theta(y, sigma_min) = y exactly. F_theta(y, sigma) = net(y / sqrt(1 + sigma
 read at the teacher's input scaling.
 
 How the student starts (``init``). The paper starts F from the teacher's EDM network, which has F's meaning.
-This teacher predicts eps, so three starts are offered:
+This teacher predicts eps, so three starts are offered (measured, and why, in :class:`Consistency`'s docstring):
 
-- ``copy`` (default): net is a copy of the teacher's eps network: its features, but at the start f is not
-  an x0 estimate (at large sigma, f ~ sigma_data eps_teacher);
-- ``teacher``: F_theta = F_teacher + net with F_teacher = (x0_teacher - c_skip y) / c_out and net's output
-  layer zeroed, so f equals the teacher's x0 prediction y - sigma eps_teacher exactly at the start (the
-  frozen teacher is evaluated inside f; net learns the correction);
-- ``random``: a freshly initialised network.
+- ``copy`` (default): F is a trainable copy of the teacher's eps network: its features, but at the start f
+  is not an x0 estimate (at large sigma f ~ sigma_data eps_teacher(y), a Gaussian of the data's scale);
+- ``teacher``: the parametrization of Latent Consistency Models (Luo et al. 2023; diffusers' LCM
+  distillation script): F is the same trainable copy read as an eps prediction, f = x0_F = y - sigma F by the
+  teacher's own conversion (clipped to [-1, 1] where the teacher's sampler clips: images), and f = y at
+  sigma_min (LCM's c_skip, c_out with their timestep scaling taken to its limit). At the start f is exactly
+  the teacher's x0 prediction at every grid point, and every layer trains;
+- ``random``: a freshly initialised F.
 
-Measured, 1-step MMD^2 to fresh moons after 300 CD steps at the default lr, mean of 2 seeds (a standard
-normal scores 0.117, the teacher's 1-step DDIM 1.06, the untrained ``teacher`` start 1.06):
-``copy`` 0.078, ``teacher`` 0.248, ``random`` 0.677
-(``OMP_NUM_THREADS=1 python benchmarks/consistency_warm_start.py --seeds 2 --teacher-steps 1500``). After
-1,500 steps at lr 5e-4 (one seed): ``random`` 0.057, ``teacher`` 0.205. On digits (the learn test's
-teacher, 300 steps at lr 5e-4): ``copy`` 0.22, ``teacher`` 0.52, ``random`` 0.74, 1-step DDIM 0.62. The
-x0 start begins at the teacher's 1-step x0 prediction, which an eps teacher makes badly at large sigma
-(its error is multiplied by sigma), and corrects it more slowly than the copied network learns; so
-``copy`` stays the default.
+Loss weight (``weighting``): ``ict`` (default) lambda_i = 1 / (sigma_{i+1} - sigma_i) of improved consistency
+training (Song & Dhariwal 2023), normalised to mean 1 over the grid so the loss keeps its scale; ``uniform``
+lambda = 1 (Song et al. 2023's CD). It helps every warm start (table).
 
 Training: on the teacher grid sigma_1 < ... < sigma_N (N = ``num_scales`` DDPM steps spaced as Karras et al.'s
 rho = 7 grid), draw i, y_{i+1} = x_0 + sigma_{i+1} z, take one teacher ODE step (Heun, or Euler = DDIM) to
-y_hat_i, and minimise || f_theta(y_{i+1}, sigma_{i+1}) - f_theta-(y_hat_i, sigma_i) ||^2 with the target network
-theta- <- mu theta- + (1 - mu) theta after each step (``after_step``). Sampling (Algorithm 1): x = f(sigma_N z,
-sigma_N) in one step; with k steps, re-noise to sigma = sqrt(tau^2 - sigma_min^2) on evenly spaced grid points and
-apply f again.
+y_hat_i, and minimise lambda_i || f_theta(y_{i+1}, sigma_{i+1}) - f_theta-(y_hat_i, sigma_i) ||^2 / d (d: the
+dimension) with the target network theta- <- mu theta- + (1 - mu) theta after each step (``after_step``).
+Sampling (Algorithm 1): x = f(sigma_N z, sigma_N) in one step; with k steps, re-noise to
+sigma = sqrt(tau^2 - sigma_min^2) on evenly spaced grid points and apply f again.
 """
 
 from __future__ import annotations
@@ -65,24 +61,63 @@ from unigen.plugin import (
 )
 
 from .ddpm import DDPM
-from .networks import output_layer
+
+# lambda(sigma_i, sigma_{i+1}) of the distillation loss, from the (N-1,) grid steps d_i = sigma_{i+1} - sigma_i
+WEIGHTINGS = {"ict": lambda d: 1 / d, "uniform": torch.ones_like}
 
 
 @attrs.frozen(kw_only=True)
 class ConsistencyConfig:
     teacher: str = text_field("")  # a trained ddpm/ddim run directory
     num_scales: int = int_at_least(18, 2)  # N (paper: 18 for CD)
-    target_decay: float = fraction(0.95)  # mu
-    sigma_data: float = positive_float(0.5)
-    rho: float = positive_float(7.0)  # Karras et al. 2022
-    teacher_solver: str = one_of("heun", ("heun", "euler"))
-    sample_steps: int = positive_int(1)
-    # How the student starts (module docstring, with the measured comparison): "copy": F is a copy of the
-    # teacher's eps network; "teacher": f is exactly the teacher's x0 prediction; "random": a fresh network.
+    target_decay: float = fraction(0.95)  # mu: the target network's EMA decay per step
+    sigma_data: float = positive_float(0.5)  # sigma_data in c_skip, c_out (the data's standard deviation)
+    rho: float = positive_float(7.0)  # spacing of the sigma grid (Karras et al. 2022)
+    teacher_solver: str = one_of("heun", ("heun", "euler"))  # the teacher's ODE step between grid points
+    sample_steps: int = positive_int(1)  # applications of f when sampling (Algorithm 1)
+    # How the student starts (measured in the class docstring): "copy": F is a copy of the teacher's eps
+    # network; "teacher": that copy read as an x0 prediction (LCM), so f is exactly the teacher's x0
+    # prediction at the start; "random": a fresh network.
     init: str = one_of("copy", ("copy", "teacher", "random"))
+    # Loss weight of grid interval i: "ict" 1 / (sigma_{i+1} - sigma_i) (Song & Dhariwal 2023), "uniform" 1
+    # (Song et al. 2023); normalised to mean 1 over the grid.
+    weighting: str = one_of("ict", tuple(WEIGHTINGS))
 
 
 class Consistency(GenerativeModel):
+    """Consistency distillation of a ddpm run (module docstring: the parametrization and the starts).
+
+    1-step MMD^2 after 300 distillation steps, mean of 2 seeds (moons: to 1000 fresh points, batch 128,
+    lr 2e-4; digits: to 300 test digits, RBF scales 2, 4, 8, the learn test's teacher, batch 64, lr 5e-4):
+
+        start (init)          moons ict  moons uniform  digits ict  digits uniform  untrained (moons, digits)
+        copy (default)          0.067        0.078         0.164        0.226          0.634, 0.777
+        teacher (x0, LCM)       0.180        0.239         0.232        0.252          1.060, 0.639
+        random                  0.310        0.677         0.851        0.738          3.499, 2.221
+        teacher's DDIM, 1 / 200 steps: moons 1.057 / 0.037, digits 0.642 / 0.084; N(0, I): 0.117, 0.571
+
+    (``OMP_NUM_THREADS=1 python benchmarks/consistency_warm_start.py --seeds 2 --why``.) At this budget both
+    warm starts beat a random start, and the start with x0 meaning does not beat the copied eps network,
+    which stays the default. The head start is one of budget: after 1,500 steps (``--cd-steps 1500 --seeds 1``,
+    ict / uniform) copy scores 0.051 / 0.051 on moons and 0.140 / 0.176 on digits, random 0.050 / 0.079 and
+    0.137 / 0.137, teacher 0.103 / 0.144 and 0.240 / 0.279: a random start catches up with the copy, and the
+    x0 start falls behind both.
+
+    Why the x0 start loses (``--why``): a 1-step sample is f at sigma_max = 157, where CD's target is the
+    teacher's ODE endpoint. An eps teacher's x0 there is y - sigma eps_theta: the network's error times 157.
+    Its MSE to the clean x0 at sigma = 0.82 / 7.6 / 41 / 157 is 0.35 / 0.98 / 3.4 / 68.6 on moons and
+    0.13 / 1.05 / 1.59 / 1.68 on digits (clipped), where predicting the data mean scores 0.98 and 0.29. At
+    sigma_max the untrained f is 44.1 (moons) and 1.11 (digits) in MSE from the teacher's 200-step ODE
+    endpoint for ``teacher``, 0.40 and 0.48 for ``copy`` (sigma_data eps_teacher is a spread of the data's
+    scale), 1.10 and 0.55 for ``random``. The x0 start has the most to unlearn at the noisy end, and there
+    every correction is read through the factor sigma (F must place f to a precision of 1/sigma). Tried and
+    not better (300 steps, 2 seeds, moons / digits): the earlier form of ``teacher``, a frozen teacher inside
+    f plus a zero-initialised residual (f = x0_teacher + c_out net): 0.248 / 0.540 uniform, 0.906 / 0.313
+    ict, digits clipped (the LCM form: 0.239 / 0.252, 0.180 / 0.232); for the LCM form without the clip (digits 0.553,
+    uniform): pseudo-Huber loss (iCT's c = 0.00054 sqrt(d)) 0.335 / 0.580, lr 1e-3 0.302 / 0.583, and with
+    ict the target decay 0 of iCT 0.50 / 0.59.
+    """
+
     family = "diffusion"
     paradigm = "score"
     logprob_kind = "none"
@@ -92,6 +127,10 @@ class Consistency(GenerativeModel):
     needs_runs = {"teacher": "ddpm"}
     data_kinds = ("image", "vector")
     trainer_defaults = {"lr": 2e-4}
+    # Buffers: the distillation grid, ascending, N points (N - 1 intervals for grid_weight).
+    grid_n: Tensor  # (N,) the DDPM step of each grid point
+    grid_sigma: Tensor  # (N,) sigma_n at those steps
+    grid_weight: Tensor  # (N - 1,) lambda_i of interval (sigma_i, sigma_{i+1}), mean 1
 
     def __init__(self, config: ConsistencyConfig, data: DataInfo) -> None:
         super().__init__(config, data)
@@ -106,12 +145,9 @@ class Consistency(GenerativeModel):
         self.phi = copy.deepcopy(teacher.net).requires_grad_(True)  # the teacher's features
         if config.init == "random":  # consistency distillation from scratch, for comparison
             for m in self.phi.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-        elif config.init == "teacher":  # a zero output layer: F_theta = F_teacher + 0, f = the teacher's x0
-            head = output_layer(self.phi)
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset):
+                    reset()
         self.target = copy.deepcopy(self.phi).requires_grad_(False)
         # theta- <- mu theta- + (1 - mu) theta, one fused update over every tensor
         self._target_update = torch.optim.swa_utils.get_ema_multi_avg_fn(config.target_decay)
@@ -124,6 +160,8 @@ class Consistency(GenerativeModel):
         idx = torch.unique(torch.searchsorted(sig[1:].contiguous(), karras).clamp(max=T - 1) + 1)  # DDPM steps
         self.register_buffer("grid_n", idx, persistent=False)  # (N,) ascending DDPM steps
         self.register_buffer("grid_sigma", sig[idx].float(), persistent=False)
+        w = WEIGHTINGS[config.weighting](sig[idx][1:] - sig[idx][:-1])  # (N-1,) float64
+        self.register_buffer("grid_weight", (w / w.mean()).float(), persistent=False)
         self.sigma_min = s_min
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -143,21 +181,18 @@ class Consistency(GenerativeModel):
         return self.teacher.eps(y * torch.rsqrt(1 + s**2), self.grid_n[i])
 
     def f(self, net: nn.Module, y: Tensor, i: Tensor) -> Tensor:
-        """The consistency function at grid point i (boundary parametrization, module docstring).
-
-        Warm start: F_theta = F_teacher + net with F_teacher = (x0_teacher - c_skip y) / c_out, so
-        f = x0_teacher + c_out net where c_out > 0 (computed so, without dividing by c_out) and
-        f = y at sigma_min. ``init="random"``: F_theta = net.
-        """
+        """The consistency function at grid point i (module docstring): f = y at sigma_min, above it
+        c_skip y + c_out F, or with ``init="teacher"`` the x0 prediction y - sigma F of the eps network F
+        (clipped to [-1, 1] where the teacher's sampler clips), as LCM reads its student."""
         s, sd = self._b(self.grid_sigma[i], y), self.config.sigma_data
         big_f = net(y * torch.rsqrt(1 + s**2), self.grid_n[i].to(y.dtype) / self.teacher.T)
         c_out = (s - self.sigma_min) * sd * torch.rsqrt(sd**2 + s**2)
         if self.config.init == "teacher":
-            with torch.no_grad():
-                base = y - s * self.teacher_eps(y, i)  # the teacher's x0 prediction
+            x0 = y - s * big_f
+            out = x0.clamp(-1, 1) if self.teacher.clip else x0
         else:
-            base = sd**2 / ((s - self.sigma_min) ** 2 + sd**2) * y  # c_skip y
-        return torch.where(c_out > 0, base + c_out * big_f, y)
+            out = sd**2 / ((s - self.sigma_min) ** 2 + sd**2) * y + c_out * big_f  # c_skip y + c_out F
+        return torch.where(c_out > 0, out, y)
 
     @torch.no_grad()
     def teacher_step(self, y: Tensor, i: Tensor) -> Tensor:
@@ -176,7 +211,8 @@ class Consistency(GenerativeModel):
         y_hi = x0 + self._b(self.grid_sigma[i + 1], x0) * torch.randn_like(x0)
         with torch.no_grad():
             target = self.f(self.target, self.teacher_step(y_hi, i), i)
-        return (self.f(self.phi, y_hi, i + 1) - target).pow(2).mean()
+        d = (self.f(self.phi, y_hi, i + 1) - target).pow(2).flatten(1).mean(1)  # (B,) squared L2 per dimension
+        return (self.grid_weight[i] * d).mean()
 
     def after_step(self, group: str, step: int) -> None:
         self._target_update(list(self.target.parameters()), list(self.phi.parameters()), None)
@@ -187,12 +223,13 @@ class Consistency(GenerativeModel):
         k = min(steps or self.config.sample_steps, len(self.grid_n))
         last = len(self.grid_n) - 1
         points = torch.linspace(last, 0, k + 1).round().long().tolist()[:-1]  # descending grid indices
-        x = None
+        x: Tensor | None = None
         for j in points:
             i = torch.full((z.shape[0],), j, device=z.device, dtype=torch.long)
             s = self.grid_sigma[j].item()
             y = s * z if x is None else x + math.sqrt(max(s**2 - self.sigma_min**2, 0.0)) * torch.randn_like(z)
             x = self.f(self.phi, y, i)
+        assert x is not None  # k >= 1 points
         return x.clamp(-1, 1) if self.data.is_image else x
 
     @torch.no_grad()
