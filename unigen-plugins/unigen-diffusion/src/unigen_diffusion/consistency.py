@@ -88,7 +88,7 @@ class Consistency(GenerativeModel):
     """Consistency distillation of a ddpm run (module docstring: the parametrization and the starts).
 
     1-step MMD^2 after 300 distillation steps, mean of 2 seeds (moons: to 1000 fresh points, batch 128,
-    lr 2e-4; digits: to 300 test digits, RBF scales 2, 4, 8, the learn test's teacher, batch 64, lr 5e-4):
+    lr 2e-4; digits: to 300 test digits, RBF scales 2, 4, 8, batch 64, lr 5e-4; MLP teachers, the benchmark's):
 
         start (init)          moons ict  moons uniform  digits ict  digits uniform  untrained (moons, digits)
         copy (default)          0.067        0.078         0.164        0.226          0.634, 0.777
