@@ -155,7 +155,7 @@ def test_forward_and_logprob_say_why_they_are_unsupported(model_id):
 def test_reverse_takes_a_latent_of_the_latent_shape(model_id):
     model, data = _tiny(model_id)
     model.eval()
-    z = torch.randn(3, model.config.z_dim)
+    z = torch.randn(3, model.z_dim)
     with torch.no_grad():
         x = model.reverse(z)
     assert x.shape == (3, *data.info.shape)

@@ -78,9 +78,9 @@ class StyleGANConfig(AdversarialConfig):
 class StyleGenerator(nn.Module):
     """Mapping and synthesis networks and the tracked w_avg; ``forward(z)`` maps z to images."""
 
-    def __init__(self, data: DataInfo, config: StyleGANConfig) -> None:
+    def __init__(self, data: DataInfo, config: StyleGANConfig, z_dim: int) -> None:
         super().__init__()
-        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers)
+        self.mapping = MappingNetwork(z_dim, config.w_dim, config.mapping_layers)
         self.synthesis = SynthesisNetwork(data.shape, config.w_dim, config.width)
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
 
@@ -101,7 +101,7 @@ class StyleGAN(GAN):
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         if not self.data.is_image:
             raise ValueError(f"stylegan needs image data (C, H, W), got shape {self.data.shape}")
-        return StyleGenerator(self.data, self.config), StyleDiscriminator(self.data.shape, self.config.width)
+        return StyleGenerator(self.data, self.config, self.z_dim), StyleDiscriminator(self.data.shape, self.config.width)
 
     def __init__(self, config: StyleGANConfig, data: DataInfo) -> None:
         super().__init__(config, data)
@@ -185,8 +185,8 @@ class StyleGAN(GAN):
 
     def reverse(self, z: Tensor, steps: int | None = None) -> Tensor:
         """G_ema(z) with the truncation trick, psi = config.truncation; no style mixing."""
-        if z.dim() != 2 or z.shape[1] != self.config.z_dim:
-            raise ValueError(f"{self.model_id}.reverse expects z of shape (B, {self.config.z_dim}), got {tuple(z.shape)}")
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"{self.model_id}.reverse expects z of shape (B, {self.z_dim}), got {tuple(z.shape)}")
         return self.sampling_generator(z, self.config.truncation)
 
     @classmethod

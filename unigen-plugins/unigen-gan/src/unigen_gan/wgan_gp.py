@@ -13,9 +13,9 @@ Sec. 4); n_critic = 5; Adam with lr 1e-4, beta1 = 0, beta2 = 0.9 (Algorithm 1's 
 Defaults follow the data, as the paper's own experiments do: on images lambda = 10 and Algorithm 1's
 optimizer; on vectors the settings of its 2-D toy experiments (``gan_toy.py``: lambda = 0.1, "smaller
 lambda seems to help for toy tasks", Adam betas (0.5, 0.9)), with lr 5e-4 decayed linearly to zero (the
-decay of its image experiments). Measured on moons with these settings (and z_dim 2, as in gan_toy.py):
-MMD^2 0.005-0.012 after 3,000 steps over seeds 0-3, against 0.12 for N(0, I); with the image
-settings, through ``unigen train wgan-gp --data moons --steps 3000``, 1.50.
+decay of its image experiments), and a latent of the data's size (z_dim 2 on 2-D data, as in gan_toy.py).
+Measured with these settings on moons: MMD^2 0.005-0.012 after 3,000 steps of batch 256 over seeds 0-3,
+against 0.12 for N(0, I); see the class docstring for the command-line run with pure defaults.
 """
 
 from __future__ import annotations
@@ -56,7 +56,18 @@ class WGANGPConfig(AdversarialConfig):
 
 
 class WGANGP(WGAN):
-    """WGAN's losses plus the gradient penalty; no weight clipping."""
+    """WGAN's losses plus the gradient penalty; no weight clipping.
+
+    Defaults by data kind (the paper's own, module docstring): images lambda 10, Adam lr 1e-4, betas
+    (0, 0.9); vectors lambda 0.1, Adam lr 5e-4 decayed linearly, betas (0.5, 0.9), z_dim = the data's
+    dimension. Checked by hand with pure defaults (MMD^2 of 1,000 samples to 1,000 fresh moons; N(0, I)
+    scores 0.12):
+
+        OMP_NUM_THREADS=1 unigen train wgan-gp --data moons --steps 3000 --out RUN    # MMD^2 0.006
+
+    (1.50 with the image settings, 0.019 with the former 32-D latent; the same command with gan: 0.0006,
+    with wgan: 0.046; tests/test_gan_learns.py runs the wgan-gp one.)
+    """
 
     Config = WGANGPConfig
     data_kinds = ("vector", "image")
