@@ -67,7 +67,7 @@ def lint(session: nox.Session) -> None:
     session.run("python", "-m", "ruff", "check", ".")
 
 
-TYPED = ["bench", "ar", "world", "unified", "flow", "vae"]  # the distributions the typecheck session covers besides the core
+TYPED = ["bench", "ar", "world", "unified", "flow", "vae", "diffusion"]  # the distributions the typecheck session covers besides the core
 
 
 @nox.session
