@@ -1,10 +1,13 @@
 """The world models learn on digits: I-JEPA's linear probe (through `unigen eval RUN --json`, with no
---metrics: the model's default) beats the probe on its untrained encoder; Transfusion's images for
-"a handwritten digit three" are classified as threes far above chance."""
+--metrics: the model's default) beats the probe on its untrained encoder, and the same model without
+the stop-gradient on its target collapses and fails that bar; Transfusion's images for "a handwritten
+digit three" are classified as threes far above chance, and the same model reading the empty caption
+whatever the prompt is fails that bar."""
 
 from __future__ import annotations
 
 import json
+import types
 
 import pytest
 import torch
@@ -14,26 +17,57 @@ from unigen import config as cfg
 from unigen.cli import main
 from unigen.metrics import EvalContext
 from unigen.testing import quick_train, untrained
+from unigen_world.jepa import JEPA
 from unigen_world.probe import probe
 
 JEPA_SET = ["depth=2", "pred_depth=1", "ema_steps=2000"]  # 400 steps: a ramp to 1 over so short a run stalls the target
+# Measured (400 steps, batch 64, lr 3e-4; 297 test digits): the untrained encoder's probe 0.71, trained
+# 0.80, the mutation below 0.73 (collapsed: embedding_std 0.001); the probe on raw pixels 0.96, which
+# I-JEPA does not reach on 8x8 digits (see the jepa module's docstring), so it is reported, not the bar.
+PROBE_BAR, PROBE_MARGIN = 0.8, 0.06
+
+
+def _jepa_probe(model) -> dict:
+    return probe(EvalContext(model=model, record={"dataset": "digits"}, host=unigen.default_host(), n=297))
+
+
+@pytest.fixture(scope="module")
+def untrained_jepa_probe() -> dict:
+    return _jepa_probe(untrained("jepa", overrides=JEPA_SET))
+
+
+def _without_stop_gradient(model):
+    """The mutation: the target is the context encoder itself, with the gradient flowing through it (no
+    EMA, no stop-gradient), the shortcut to collapse that I-JEPA's asymmetric target guards against."""
+    model.target_encoder = model.context_encoder
+    model.target_features = types.MethodType(JEPA.target_features.__wrapped__, model)  # without no_grad
+    model.after_step = lambda group, step: None
+    return model
 
 
 @pytest.mark.slow
-def test_jepa_probe_beats_its_untrained_encoder_through_unigen_eval(tmp_path, capsys):
+def test_jepa_probe_beats_its_untrained_encoder_through_unigen_eval(tmp_path, capsys, untrained_jepa_probe):
     data = unigen.load_dataset("digits")
-    ctx = EvalContext(model=untrained("jepa", overrides=JEPA_SET), record={"dataset": "digits"},
-                      host=unigen.default_host(), n=297)
-    before = probe(ctx)
+    before = untrained_jepa_probe
     run = tmp_path / "jepa"
     model = untrained("jepa", overrides=JEPA_SET).train()
     quick_train("jepa", data, steps=400, batch_size=64, model=model, run_dir=run, trainer={"lr": 3e-4})
     assert main(["eval", str(run), "--json", "--n", "297"]) == 0
     after = json.loads(capsys.readouterr().out)
     assert after["collapsed"] is False and before["collapsed"] is False
-    assert after["probe_accuracy"] >= 0.8, (before, after)
-    assert after["probe_accuracy"] >= before["probe_accuracy"] + 0.06, (before, after)
+    assert after["probe_accuracy"] >= PROBE_BAR, (before, after)
+    assert after["probe_accuracy"] >= before["probe_accuracy"] + PROBE_MARGIN, (before, after)
     assert after["probe_accuracy_pixels"] > 0.9  # the raw-pixel probe is reported beside it
+
+
+@pytest.mark.slow
+def test_jepa_without_stop_gradient_collapses_and_fails_the_same_bar(untrained_jepa_probe):
+    model = _without_stop_gradient(untrained("jepa", overrides=JEPA_SET)).train()
+    quick_train("jepa", steps=400, batch_size=64, model=model, trainer={"lr": 3e-4})
+    after = _jepa_probe(model)
+    assert after["collapsed"] is True, after
+    bar = max(PROBE_BAR, untrained_jepa_probe["probe_accuracy"] + PROBE_MARGIN)
+    assert not after["probe_accuracy"] >= bar, (untrained_jepa_probe, after)
 
 
 @pytest.fixture(scope="module")
