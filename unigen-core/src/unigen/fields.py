@@ -44,9 +44,9 @@ def positive_float(default: Any, *, optional: bool = False) -> Any:
     return _field(default, float, [v.gt(0)], optional)
 
 
-def nonnegative_float(default: Any) -> Any:
-    """A float >= 0."""
-    return _field(default, float, [v.ge(0)], False)
+def nonnegative_float(default: Any, *, optional: bool = False) -> Any:
+    """A float >= 0 (``optional``: or None)."""
+    return _field(default, float, [v.ge(0)], optional)
 
 
 def probability(default: Any) -> Any:

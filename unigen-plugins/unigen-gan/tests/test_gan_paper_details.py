@@ -61,7 +61,7 @@ def test_path_length_penalty_is_lazy_scaled_and_tracks_its_running_mean():
     torch.manual_seed(0)
     regularised = model.loss(batch, "generator")
     torch.manual_seed(0)
-    GAN.loss(model, batch, "generator")  # the same draws as the GAN part above
+    GAN.group_loss(model, batch, "generator")  # the same draws as the GAN part above
     penalty = model.path_length_penalty(model.sample_latent(8))  # half the batch (pl_batch_shrink = 2)
     assert penalty > 0
     assert torch.allclose(regularised, plain + 4 * penalty)

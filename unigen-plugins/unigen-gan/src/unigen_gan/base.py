@@ -53,8 +53,8 @@ class AdversarialConfig:
     # Discriminator (critic) steps per generator step.
     n_critic: int = positive_int(1)
     # Per-group learning rates (e.g. TTUR, Heusel et al. 2017); None uses the trainer's lr.
-    lr_discriminator: float | None = positive_float(None, optional=True)
-    lr_generator: float | None = positive_float(None, optional=True)
+    lr_discriminator: float | None = positive_float(None, optional=True)  # the discriminator's (critic's) lr
+    lr_generator: float | None = positive_float(None, optional=True)  # the generator's lr; None: the trainer's
 
 
 class Adversarial(GenerativeModel, metaclass=ABCMeta):
@@ -125,7 +125,11 @@ class Adversarial(GenerativeModel, metaclass=ABCMeta):
     def loss(self, batch: Batch, group: str | None = None) -> Tensor | dict[str, Tensor]:
         """L_D for the critic group, L_G for "generator"; both (a dict) when no group is given."""
         if group is None:
-            return {g: self.loss(batch, g) for g in self.parameter_groups()}
+            return {g: self.group_loss(batch, g) for g in self.parameter_groups()}
+        return self.group_loss(batch, group)
+
+    def group_loss(self, batch: Batch, group: str) -> Tensor:
+        """The scalar loss of one parameter group (a variant adding a term overrides this)."""
         real = batch.x
         if group == self.critic_group:
             with torch.no_grad():  # the fakes are constants of L_D: no gradient can reach G

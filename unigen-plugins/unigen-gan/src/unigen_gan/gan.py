@@ -21,6 +21,8 @@ seeds 0-2.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -41,7 +43,7 @@ class GAN(Adversarial):
     fresh moons (N(0, I): 0.12; DCGAN's optimizer with the former 32-D latent: 0.41). On 8x8 digits,
     600 steps: pixel MMD^2 0.007 against a fitted 4-component Gaussian mixture's 0.026."""
 
-    Config = GANConfig
+    Config: ClassVar[type] = GANConfig  # ClassVar[type]: a variant (StyleGAN) brings its own config
 
     @property
     def trainer_defaults(self) -> dict:  # type: ignore[override]

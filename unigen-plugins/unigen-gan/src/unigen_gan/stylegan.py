@@ -52,11 +52,11 @@ from .stylegan_layers import MappingNetwork, StyleDiscriminator, SynthesisNetwor
 
 @attrs.frozen(kw_only=True)
 class StyleGANConfig(AdversarialConfig):
-    w_dim: int = positive_int(32)  # 512 in the paper
-    mapping_layers: int = positive_int(4)  # 8 in the paper
-    mixing_prob: float = probability(0.9)  # paper: 0.9
-    r1_gamma: float = nonnegative_float(0.1)  # small images need little
-    w_avg_beta: float = fraction(0.995)
+    w_dim: int = positive_int(32)  # size of the intermediate latent w (paper: 512)
+    mapping_layers: int = positive_int(4)  # layers of the mapping network z -> w (paper: 8)
+    mixing_prob: float = probability(0.9)  # share of examples trained with two styles (paper: 0.9)
+    r1_gamma: float = nonnegative_float(0.1)  # gamma of the R1 penalty on reals; small images need little
+    w_avg_beta: float = fraction(0.995)  # decay of the running mean w_avg used by truncation (paper: 0.995)
     # psi of the truncation trick at sampling time (1: no truncation).
     truncation: float = nonnegative_float(1.0)
     # The paper steps D with the same lr as G (2e-3); on 8x8 digits its equalized-lr discriminator
@@ -65,9 +65,9 @@ class StyleGANConfig(AdversarialConfig):
     # Path-length regularisation (Sec. 3.2): weight w_pl (paper: 2; 0 = off), lazy interval k (paper: 4),
     # the decay of the running mean a (paper: 0.01) and the batch shrink of the regularisation pass (paper: 2).
     pl_weight: float = nonnegative_float(2.0)
-    pl_interval: int = positive_int(4)
-    pl_decay: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.gt(0), v.le(1)])
-    pl_batch_shrink: int = positive_int(2)
+    pl_interval: int = positive_int(4)  # k: the penalty runs every k-th generator step, weighted by k
+    pl_decay: float = attrs.field(default=0.01, validator=[v.instance_of(float), v.gt(0), v.le(1)])  # of a
+    pl_batch_shrink: int = positive_int(2)  # the penalty's batch is the training batch // this
     # Generator EMA half-life in images (paper: 10,000); 0 samples from the raw generator.
     ema_half_life: int = nonnegative_int(10_000)
     # The half-life grows as rampup x the images seen until it reaches ema_half_life (StyleGAN2-ADA's
@@ -77,6 +77,8 @@ class StyleGANConfig(AdversarialConfig):
 
 class StyleGenerator(nn.Module):
     """Mapping and synthesis networks and the tracked w_avg; ``forward(z)`` maps z to images."""
+
+    w_avg: Tensor  # buffer (w_dim,): the running mean of w, the centre of the truncation trick
 
     def __init__(self, data: DataInfo, config: StyleGANConfig, z_dim: int) -> None:
         super().__init__()
@@ -97,6 +99,10 @@ class StyleGAN(GAN):
     Config = StyleGANConfig
     data_kinds = ("image",)
     trainer_defaults = {"lr": 2e-3, "betas": (0.0, 0.99)}  # StyleGAN2, Appendix B
+    generator: StyleGenerator  # G, and G_ema its moving average
+    generator_ema: StyleGenerator
+    pl_mean: Tensor  # buffer (): a, the running mean of the path lengths
+    generator_steps: Tensor  # buffer (), long: generator steps taken (the lazy interval counts them)
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         if not self.data.is_image:
@@ -107,7 +113,7 @@ class StyleGAN(GAN):
         super().__init__(config, data)
         # G_ema: a copy outside every parameter group, moved only by after_step (see the module docstring).
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
-        self.register_buffer("pl_mean", torch.zeros(()))  # a, the running mean of the path lengths
+        self.register_buffer("pl_mean", torch.zeros(()))
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self._batch = 0  # the batch size of the last generator loss: the EMA's beta depends on it
 
@@ -140,9 +146,9 @@ class StyleGAN(GAN):
             self.pl_mean.copy_(mean)
         return self.config.pl_weight * (lengths - mean).pow(2).mean()
 
-    def loss(self, batch: Batch, group: str | None = None) -> Tensor | dict[str, Tensor]:
+    def group_loss(self, batch: Batch, group: str) -> Tensor:
         """GAN's losses; every ``pl_interval``-th generator step adds pl_interval x the path-length penalty."""
-        out = super().loss(batch, group)
+        out = super().group_loss(batch, group)
         c = self.config
         if group == "generator":
             self._batch = batch.x.shape[0]
@@ -165,8 +171,8 @@ class StyleGAN(GAN):
         with torch.no_grad():
             for e, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
                 e.lerp_(p, 1 - beta)
-            for e, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-                e.copy_(b)  # w_avg is already a running mean: copied, not averaged again
+            for e_buf, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+                e_buf.copy_(b)  # w_avg is already a running mean: copied, not averaged again
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         """GAN's L_D plus (gamma / 2) E ||grad_x l(x)||^2 on reals, from the same pass over the reals."""

@@ -149,7 +149,8 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: Tensor) -> Tensor:
         x = self.base(self.const.expand(ws.shape[0], -1, -1, -1), ws[:, 0])  # (B, ch0, s0, s0)
         img = self.rgbs[0](x, ws[:, 1])  # (B, C, s0, s0)
-        for i, (size, (conv_a, conv_b)) in enumerate(zip(self.sizes[1:], self.convs), start=1):
+        for i, (size, pair) in enumerate(zip(self.sizes[1:], self.convs), start=1):
+            conv_a, conv_b = pair.children()  # the resolution's two StyledConvs
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
             x = conv_b(conv_a(x, ws[:, 2 * i - 1]), ws[:, 2 * i])  # (B, ch_i, size, size)
             img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False) + self.rgbs[i](x, ws[:, 2 * i + 1])

@@ -26,7 +26,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from unigen.plugin import positive_int
+from unigen.plugin import nonnegative_float, positive_int
 
 from .base import Adversarial, AdversarialConfig
 from .wgan import WGAN
@@ -51,8 +51,7 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 class WGANGPConfig(AdversarialConfig):
     n_critic: int = positive_int(5)
     # lambda; None: the paper's value for the data (10 for images, 0.1 for vectors; see the docstring).
-    gp_weight: float | None = attrs.field(default=None, validator=attrs.validators.optional(
-        [attrs.validators.instance_of(float), attrs.validators.ge(0)]))
+    gp_weight: float | None = nonnegative_float(None, optional=True)
 
 
 class WGANGP(WGAN):
