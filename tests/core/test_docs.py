@@ -80,3 +80,13 @@ def test_an_inherited_field_keeps_its_base_comment_unless_the_subclass_comments_
 
     assert gen_families.field_comments(Child) == {"width": "the width of every layer",
                                                   "depth": "more layers for this variant"}
+
+
+@pytest.mark.parametrize("model_id", sorted(HOST.models))
+def test_every_config_field_has_a_meaning(model_id):
+    """The meaning column comes from the comment beside (or just above) the field in its config class."""
+    spec = HOST.models[model_id]
+    rows = _rows(PAGES[spec.model_cls.family], model_id)
+    missing = [r[0].strip("`") for r in rows if not r[4]]
+    assert not missing, (f"{model_id}: {spec.model_cls.Config.__qualname__} fields without a comment, so the docs "
+                         f"say nothing of what they mean: {missing}")
