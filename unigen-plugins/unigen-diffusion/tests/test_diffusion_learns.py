@@ -19,7 +19,7 @@ import torch
 import unigen
 from unigen.data.toy import sample_toy
 from unigen.metrics.mmd import mmd2
-from unigen.testing import quick_train, untrained
+from unigen.testing import frechet_to, mixture_samples, quick_train, untrained
 
 torch.set_num_threads(1)
 SCALES = (2.0, 4.0, 8.0)
@@ -41,18 +41,9 @@ def _mmd(x, ref):
 @pytest.fixture(scope="module")
 def frechet():
     """x -> Frechet distance to the test digits in the evaluator's features, and that of the fitted Gaussian."""
-    from sklearn.mixture import GaussianMixture
-
-    from unigen.metrics.evaluator import data_evaluator
-    from unigen.metrics.scores import fid
-
     train, test = unigen.load_dataset("digits"), unigen.load_dataset("digits", "test")
-    evaluator = data_evaluator(train, test)
-    reference = evaluator(test.x)[0]
-    distance = lambda x: fid(reference, evaluator(x)[0])
-    gaussian = GaussianMixture(1, random_state=0).fit(train.x.flatten(1).numpy())
-    baseline = torch.tensor(gaussian.sample(N_FID)[0], dtype=torch.float32).clamp(-1, 1).view(-1, *train.info.shape)
-    return distance, distance(baseline)
+    distance = frechet_to(train, test)
+    return distance, distance(mixture_samples(train, N_FID))
 
 
 def _ddim_fid(model, frechet) -> float:

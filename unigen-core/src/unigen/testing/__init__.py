@@ -7,6 +7,8 @@
 - :func:`example_config`: a model's example config, with the runs it builds on (``needs_runs``) trained
   first (:mod:`unigen.testing.runs`).
 - :func:`quick_train` and :func:`untrained`: small real training runs for "it learns" tests.
+- :mod:`unigen.testing.baselines`: fitted baselines such a test must beat (:func:`independent_pixels_bits`,
+  :func:`mixture_samples`, :func:`frechet_to`).
 
 Names are imported on first use, so that pytest loading the plugin does not import torch.
 """
@@ -19,6 +21,7 @@ from typing import Any
 _NAMES = {
     "contract_tests": "contract", "Contract": "contract", "Case": "contract",
     "example_config": "runs", "quick_train": "training", "untrained": "training",
+    "independent_pixels_bits": "baselines", "mixture_samples": "baselines", "frechet_to": "baselines",
 }
 
 __all__ = sorted(_NAMES)
