@@ -14,7 +14,7 @@ import torch
 import unigen
 from unigen.metrics.mmd import mmd2
 from unigen.metrics.nll import bits_per_dim
-from unigen.testing import quick_train, untrained
+from unigen.testing import frechet_to, independent_pixels_bits, mixture_samples, quick_train, untrained
 
 # Small widths so both runs fit the family's budget; lr 3e-3 converges fastest at this size.
 RUNS = {
@@ -25,6 +25,7 @@ STEPS = 500  # at batch 32: more updates beat bigger batches for the same comput
 BATCH = 32
 N_SAMPLES = 100
 MARGIN = 0.3  # bits/dim under independent pixels; measured: pixelcnn 1.86, transformer-ar 1.94 against 2.44
+# Measured Frechet distances (100 samples): pixelcnn 3.10, transformer-ar 3.55, the fitted Gaussian 4.30.
 
 
 @pytest.fixture(scope="module")
@@ -40,33 +41,17 @@ def digits():
 
 @pytest.fixture(scope="module")
 def independent_pixels(digits) -> float:
-    """Test bits/dim of the best model of independent pixels: one categorical over the K levels per pixel,
-    its frequencies counted on the training digits (add-1/2 smoothing): 2.44. A model that ignores the
-    pixels it conditions on is such a model, so it cannot beat this."""
-    train, test, _ = digits
-    k = train.info.levels
-    levels = lambda x: ((x + 1) / 2 * (k - 1)).round().long().flatten(1)  # (N, D) in {0..K-1}
-    counts = torch.full((train.info.dim, k), 0.5).scatter_add_(1, levels(train.x).T, torch.ones(train.info.dim, len(train)))
-    logp = (counts / counts.sum(1, keepdim=True)).log()  # (D, K)
-    return float(-logp.gather(1, levels(test.x).T).sum(0).mean()) / train.info.dim / math.log(2)
+    """Test bits/dim of the best model of independent pixels (one categorical per pixel, counted on the
+    training digits): 2.44. A model that ignores the pixels it conditions on cannot beat it."""
+    return independent_pixels_bits(digits[0], digits[1])
 
 
 @pytest.fixture(scope="module")
 def frechet(digits):
     """x -> Frechet distance to the test digits in the evaluator's features; and that of N_SAMPLES draws of
-    a Gaussian (full covariance) fitted to the training digits."""
-    from sklearn.mixture import GaussianMixture
-
-    from unigen.metrics.evaluator import data_evaluator
-    from unigen.metrics.scores import fid
-
-    train, test, _ = digits
-    evaluator = data_evaluator(train, test)
-    reference = evaluator(test.x)[0]
-    distance = lambda x: fid(reference, evaluator(x)[0])
-    gaussian = GaussianMixture(1, random_state=0).fit(train.x.flatten(1).numpy())
-    x = torch.tensor(gaussian.sample(N_SAMPLES)[0], dtype=torch.float32).clamp(-1, 1).view(-1, *train.info.shape)
-    return distance, distance(x)
+    a Gaussian (full covariance) fitted to the training digits (4.30)."""
+    distance = frechet_to(digits[0], digits[1])
+    return distance, distance(mixture_samples(digits[0], N_SAMPLES))
 
 
 def _bpd(model, test) -> float:
