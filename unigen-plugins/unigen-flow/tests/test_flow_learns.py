@@ -18,7 +18,7 @@ from unigen import ops
 from unigen.data.toy import sample_toy
 from unigen.metrics import EvalContext, nll
 from unigen.metrics.mmd import mmd2
-from unigen.testing import quick_train, untrained
+from unigen.testing import frechet_to, independent_pixels_bits, mixture_samples, quick_train, untrained
 from unigen_flow.layers import AffineCoupling
 from unigen_flow.rectified_flow import measure_straightness
 
@@ -48,6 +48,7 @@ def _moons_mmd(model) -> tuple[float, float]:
 
 
 def test_realnvp_on_moons_matches_the_data(mixture):
+    """Measured MMD^2: 0.0058, against 0.037 for the mixture and 0.135 for N(0, I)."""
     model = quick_train("realnvp", "moons", steps=400, batch_size=128, overrides=REALNVP_MOONS, trainer={"lr": 3e-3})
     ours, normal = _moons_mmd(model)
     print(f"realnvp moons MMD^2 {ours:.4f} (standard normal {normal:.4f}, 4-component mixture {mixture:.4f})")
@@ -56,7 +57,8 @@ def test_realnvp_on_moons_matches_the_data(mixture):
 
 def test_a_realnvp_whose_couplings_ignore_their_condition_fails_the_same_bar(mixture):
     """The mutation: every coupling's s and t networks see zeros instead of the kept half b * x, so each
-    coupling is an elementwise affine map and the flow a Gaussian with a diagonal covariance."""
+    coupling is an elementwise affine map and the flow a Gaussian with a diagonal covariance (measured:
+    0.119)."""
     model = untrained("realnvp", "moons", overrides=REALNVP_MOONS).train()
     for layer in model.modules():
         if isinstance(layer, AffineCoupling):
@@ -68,34 +70,46 @@ def test_a_realnvp_whose_couplings_ignore_their_condition_fails_the_same_bar(mix
 
 
 def test_flow_matching_on_moons_matches_the_data(mixture):
+    """Measured MMD^2: 0.0102 (the old bar, a quarter of N(0, I)'s 0.135, is met by the mixture's 0.037)."""
     model = quick_train("flow-matching", "moons", steps=1000, batch_size=256, overrides=["depth=4"],
                         trainer={"lr": 2e-3})
     ours, normal = _moons_mmd(model)
     print(f"flow-matching moons MMD^2 {ours:.4f} (standard normal {normal:.4f}, 4-component mixture {mixture:.4f})")
-    assert ours < 0.25 * normal and ours < mixture, (ours, normal, mixture)
+    assert ours < 0.5 * mixture, (ours, normal, mixture)
 
 
-def test_realnvp_reports_an_exact_nll_on_digits_far_below_uniform():
+def test_realnvp_reports_an_exact_nll_on_digits_below_independent_pixels():
+    """Measured: 2.34 bits/dim after 200 steps (400: 2.24), against 2.44 for independent pixels (the old
+    bar, 1 bit under uniform = 3.09, was met by them)."""
     overrides = ["width=32", "couplings=2"]
     model = quick_train("realnvp", "digits", steps=200, batch_size=64, overrides=overrides)
     ctx = lambda m: EvalContext(model=m, record={"dataset": "digits"}, host=unigen.default_host(), n=297)
     trained, before = nll(ctx(model)), nll(ctx(untrained("realnvp", "digits", overrides=overrides)))
+    pixels = independent_pixels_bits(unigen.load_dataset("digits"), unigen.load_dataset("digits", "test"))
     print(f"realnvp digits NLL {trained['nll_bits_per_dim']:.3f} bits/dim ({trained['nll_kind']}; untrained "
-          f"{before['nll_bits_per_dim']:.3f}, uniform {trained['nll_uniform_bits_per_dim']:.3f})")
+          f"{before['nll_bits_per_dim']:.3f}, uniform {trained['nll_uniform_bits_per_dim']:.3f}, independent "
+          f"pixels {pixels:.3f})")
     assert trained["nll_kind"] == "exact"
-    assert trained["nll_bits_per_dim"] < trained["nll_uniform_bits_per_dim"] - 1.0, trained
+    assert trained["nll_bits_per_dim"] < pixels - 0.05, (trained, pixels)
     assert trained["nll_bits_per_dim"] < before["nll_bits_per_dim"] - 1.0, (trained, before)
 
 
 def test_cnf_likelihood_training_raises_the_test_likelihood():
+    """Measured after 60 steps: -2.32 nats per point, against -2.53 for a 2-component Gaussian mixture
+    fitted to the training moons (one Gaussian: -2.73, which the old bar of +0.3 nats over the untrained
+    -2.87 let through; 4 components: -2.23, not reached at this budget)."""
+    from sklearn.mixture import GaussianMixture
+
     overrides = ["hidden=32", "depth=2", "rtol=1e-3", "atol=1e-3"]
     test = unigen.load_dataset("moons", "test").x[:500]
+    mixture = GaussianMixture(2, random_state=0).fit(unigen.load_dataset("moons").x.numpy()).score(test.numpy())
     before = untrained("cnf", "moons", overrides=overrides)
     model = quick_train("cnf", "moons", steps=60, batch_size=128, overrides=overrides, trainer={"lr": 1e-2})
     with torch.no_grad():
-        gain = float(ops.logprob(model, test).mean() - ops.logprob(before, test).mean())
-    print(f"cnf moons test log-likelihood gain {gain:.3f} nats")
-    assert gain > 0.3, gain
+        after = float(ops.logprob(model, test).mean())
+        gain = after - float(ops.logprob(before, test).mean())
+    print(f"cnf moons test log-likelihood {after:.3f} nats (gain {gain:.3f}; 2-component mixture {mixture:.3f})")
+    assert gain > 0.3 and after > mixture, (after, gain, mixture)
 
 
 def _digit_mmd(model, steps, sampler, test_x):
@@ -123,6 +137,9 @@ def test_rectified_flow_digits_are_recognisable_and_reflow_straightens_them():
     clf = LogisticRegression(max_iter=500).fit(train.x.flatten(1).numpy(), train.y.numpy())
     confidence = lambda x: float(clf.predict_proba(x.flatten(1).numpy()).max(1).mean())
     assert confidence(samples) > confidence(noise) + 0.03, (confidence(samples), confidence(noise))
+    distance = frechet_to(train, unigen.load_dataset("digits", "test"))
+    fid_fine, fid_gaussian = distance(samples), distance(mixture_samples(train, len(samples)))
+    assert fid_fine < fid_gaussian, (fid_fine, fid_gaussian)  # measured: 3.19 vs 4.05 for a fitted Gaussian
     z = torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     s_before = measure_straightness(model, z, 20)[0]  # heun, as the reflow's own measurement
     mmd_2step_before, _ = _digit_mmd(model, 2, "euler", test_x)
@@ -132,7 +149,8 @@ def test_rectified_flow_digits_are_recognisable_and_reflow_straightens_them():
     model.config = attrs.evolve(model.config, sampler="heun")
     s_after = measure_straightness(model, z, 20)[0]
     print(f"rectified-flow digits: MMD^2 heun-20 {mmd_fine:.4f} (noise {noise_mmd:.4f}), classifier confidence "
-          f"{confidence(samples):.3f} (noise {confidence(noise):.3f}); 2-step Euler MMD^2 {mmd_2step_before:.4f} -> "
+          f"{confidence(samples):.3f} (noise {confidence(noise):.3f}), Frechet distance {fid_fine:.2f} (fitted "
+          f"Gaussian {fid_gaussian:.2f}); 2-step Euler MMD^2 {mmd_2step_before:.4f} -> "
           f"{mmd_2step_after:.4f} after one reflow; straightness {s_before:.4f} -> {s_after:.4f}")
     assert mmd_2step_after < 0.5 * mmd_2step_before, (mmd_2step_before, mmd_2step_after)
     assert s_after < 0.5 * s_before, (s_before, s_after)
