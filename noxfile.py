@@ -93,8 +93,19 @@ def tests(session: nox.Session) -> None:
     """Everything installed: the core tests, the contract over every id, every family's tests."""
     _install(session, ROOT / "unigen-core", *PLUGINS)
     workers = session.posargs or ["-n", "2"]
-    session.run("python", "-m", "pytest", *workers, "-m", "not venv", "tests/core", "tests/contract",
+    session.run("python", "-m", "pytest", *workers, "-m", "not venv and not heavy", "tests/core", "tests/contract",
                 *[str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()])
+
+
+@nox.session
+def defaults(session: nox.Session) -> None:
+    """Pure defaults beat the untrained model on the larger kinds of data too: every image model trained
+    briefly on 28x28 fashion-mnist and 32x32 shapes (tests/contract/test_defaults.py, marked ``heavy``;
+    2-D vectors and 8x8 digits run in ``tests``). Not in the default run (tens of minutes on 2 cores)."""
+    _install(session, ROOT / "unigen-core", *PLUGINS)
+    workers = session.posargs or ["-n", "2"]
+    session.run("python", "-m", "pytest", *workers, "-m", "heavy", "--durations=0",
+                "tests/contract/test_defaults.py")
 
 
 @nox.session

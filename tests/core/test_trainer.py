@@ -93,6 +93,7 @@ def test_each_group_loss_is_averaged_over_the_steps_that_group_took():
 
 
 def test_ema_weights_follow_the_ema_rule(tmp_path):
+    """e <- d_t e + (1 - d_t) w with d_t = min(decay, (1 + t) / (10 + t)) after t steps."""
     torch.manual_seed(0)
     model = TwoGroups(TwoCfg(), VEC)
     decay = 0.9
@@ -102,9 +103,10 @@ def test_ema_weights_follow_the_ema_rule(tmp_path):
     for step in range(3):
         trainer.config = attrs.evolve(trainer.config, steps=step + 1)
         trainer.fit()
+        d = min(decay, (1 + step) / (10 + step))  # the warm-up: 0.1, 0.18, 0.25 here
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                expected[k] = decay * expected[k] + (1 - decay) * v
+                expected[k] = d * expected[k] + (1 - d) * v
     for (k, v), e in zip(model.state_dict().items(), trainer.ema):
         if v.is_floating_point():
             assert torch.allclose(e, expected[k], atol=1e-6), k
@@ -158,7 +160,8 @@ def test_a_model_can_mark_buffers_to_average_and_batchnorm_statistics_are():
     before = model.norm.running_mean.clone()
     trainer.fit()
     ema = dict(zip(model.state_dict(), trainer.ema))
-    want = decay * before + (1 - decay) * model.norm.running_mean
+    d = min(decay, 1 / 10)  # the first step's warm-up decay
+    want = d * before + (1 - d) * model.norm.running_mean
     assert torch.allclose(ema["norm.running_mean"], want) and not torch.equal(want, model.norm.running_mean)
     assert torch.equal(ema["latent_scale"], model.latent_scale)  # not marked: copied
     assert torch.equal(ema["norm.num_batches_tracked"], model.norm.num_batches_tracked)

@@ -6,7 +6,10 @@ What varies between models is asked of the model through the contract:
 step)`` (the run's length, before the loop and after a resume), the loss through the
 ``unigen_loss`` hook with the group about to be stepped, and ``after_step(group, step)`` (EMA targets,
 weight clipping). The EMA (``ema_decay`` > 0) averages the parameters and the buffers a model names in
-``ema_buffers()`` (BatchNorm statistics by default) and copies every other buffer.
+``ema_buffers()`` (BatchNorm statistics by default) and copies every other buffer. Its decay warms up,
+d_t = min(ema_decay, (1 + t) / (10 + t)) after t steps (diffusers' EMAModel; the mean teacher of Tarvainen
+& Valpola 2017 warms up alike), so a short run's EMA is not held at the untrained weights (0.995^300 = 22%
+of them after 300 steps without it).
 
 Per step the loop does no host synchronisation and as little Python as it can: each loss is kept
 (detached) on the device and the losses of an interval are stacked, summed and checked for NaN/inf
@@ -319,7 +322,6 @@ class Trainer:
         self._grad_norms: dict[str, Tensor] = {}
         started, steps_done = time.perf_counter(), 0
         ema_avg, ema_copy = self._ema_pairs()
-        ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if ema_avg else None
         minutes = 60 * c.checkpoint_minutes if c.checkpoint_minutes and self.run_dir is not None else math.inf
         next_time = time.monotonic() + minutes
         # One process stops on a signal by itself; under torchrun the ranks could stop at different steps
@@ -359,8 +361,10 @@ class Trainer:
                     loss_steps[group].append(self.step)
                 if self.ema is not None:
                     with torch.no_grad():
-                        if ema_update is not None:
-                            ema_update([e for e, _ in ema_avg], [p for _, p in ema_avg], None)
+                        if ema_avg:
+                            decay = min(c.ema_decay, (1 + self.step) / (10 + self.step))
+                            torch.optim.swa_utils.get_ema_multi_avg_fn(decay)(
+                                [e for e, _ in ema_avg], [p for _, p in ema_avg], None)
                         for e, p in ema_copy:
                             e.copy_(p)
                 self.step += 1

@@ -142,7 +142,12 @@ def test_vq_ema_moves_used_codes_towards_their_inputs_and_restarts_dead_ones():
 def test_beta_vae_is_a_vae_with_one_number_changed():
     from unigen_vae.vae import VAE, BetaVAE, BetaVAEConfig, VAEConfig
 
-    assert issubclass(BetaVAE, VAE) and BetaVAEConfig().beta == 4.0 and VAEConfig().beta == 1.0
+    assert issubclass(BetaVAE, VAE) and BetaVAEConfig().beta is None and VAEConfig().beta == 1.0
+    # The default beta follows the data: 4 on images (Higgins et al.), 1 on vectors (a learned-variance
+    # Gaussian decoder collapses the posterior for any beta > 1); a beta the user sets wins.
+    moons = unigen.load_dataset("moons").info
+    assert unigen.build_model("beta-vae", DIGITS).beta == 4.0 and unigen.build_model("beta-vae", moons).beta == 1.0
+    assert unigen.build_model("beta-vae", moons, {"beta": 4.0}).beta == 4.0
     torch.manual_seed(0)
     a = unigen.build_model("beta-vae", DIGITS)
     b = unigen.build_model("vae", DIGITS, {"beta": 4.0})

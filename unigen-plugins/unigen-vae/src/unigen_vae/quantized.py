@@ -286,7 +286,10 @@ class FSQConfig:
     levels: tuple[int, ...] = attrs.field(default=(8, 5, 5, 5), converter=tuple)  # L_i per latent channel
     width: int = positive_int(64)  # conv channels of the encoder and decoder (images)
     hidden: int = positive_int(256)  # MLP width of the encoder and decoder (vectors)
-    n_latents: int = positive_int(4)  # P, latent vectors per example (vectors; images: one per grid cell)
+    # P, latent vectors per example (vectors; images: one per grid cell). 1 on vectors: the prior is independent
+    # across positions, so with P > 1 a sample combines codes that never occur together (moons, 500 steps:
+    # MMD^2 to held-out points 0.41 with P = 4, 0.09 with P = 1).
+    n_latents: int = positive_int(1)
 
     @levels.validator
     def _levels(self, attribute: Any, value: tuple[int, ...]) -> None:

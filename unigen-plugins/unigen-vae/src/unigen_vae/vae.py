@@ -7,6 +7,11 @@ levels (a Gaussian density for vectors). Training minimises the negative ELBO
     KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)          (Kingma & Welling, App. B)
 
 with one reparameterized sample z = mu + sigma * eps. beta = 1 is the VAE; beta-VAE changes only beta.
+beta-VAE's default depends on the data: 4 on images (Higgins et al. 2017), 1 on vectors, where the
+decoder is a Gaussian that learns its variance: for Gaussian-like data each nat of rate KL buys at most
+one nat of log-likelihood, so any beta > 1 makes the uninformative posterior q(z|x) = p(z) optimal
+(measured on moons, 500 steps: MMD^2 to held-out points 0.054 untrained -> 0.057 with beta = 4, -> 0.022
+with beta = 1; ``tests/contract/test_defaults.py``).
 ``logprob`` is the ELBO (a bound) or, with ``logprob_samples = k > 1``, the importance-weighted
 estimate of Burda et al. 2016:  log 1/k sum_i p(x, z_i) / q(z_i | x),  z_i ~ q(z|x).
 """
@@ -52,6 +57,7 @@ class VAE(GenerativeModel):
 
     def __init__(self, config: VAEConfig, data: DataInfo) -> None:
         super().__init__(config, data)
+        self.beta = config.beta if config.beta is not None else (4.0 if data.is_image else 1.0)
         self.encoder = encoder(data, 2 * config.z_dim, config.width, config.hidden)
         self.decoder = decoder(data, config.z_dim, config.width, config.hidden)
         if config.logprob_samples > 1:
@@ -93,7 +99,7 @@ class VAE(GenerativeModel):
     def loss(self, batch: Batch, group: str | None = None) -> Tensor:
         """Negative (beta-)ELBO in nats per dimension, averaged over the batch."""
         rec, kl = self.elbo_terms(batch.x)
-        return (-rec + self.config.beta * kl).mean() / self.data.dim
+        return (-rec + self.beta * kl).mean() / self.data.dim
 
     def sample(self, num_samples: int, steps: int | None = None) -> Tensor:
         """x ~ p(x|z), z ~ p(z). Images: the decoder's mean (the convention for pictures). Vectors: a
@@ -128,12 +134,13 @@ class VAE(GenerativeModel):
 
 @attrs.frozen(kw_only=True)
 class BetaVAEConfig(VAEConfig):
-    # Higgins et al. 2017 use beta > 1 to trade reconstruction for a more factorised latent.
-    beta: float = nonnegative_float(4.0)
+    # KL weight; None: 4 on images (Higgins et al. 2017: beta > 1 trades reconstruction for a more factorised
+    # latent), 1 on vectors (with a Gaussian decoder of learned variance any beta > 1 collapses the posterior).
+    beta: float | None = nonnegative_float(None, optional=True)
 
 
 class BetaVAE(VAE):
-    """A VAE whose KL term is weighted by beta (default 4): one number changed."""
+    """A VAE whose KL term is weighted by beta (default: 4 on images, 1 on vectors): one number changed."""
 
     Config = BetaVAEConfig
 
