@@ -86,14 +86,24 @@ def test_wgan_gp_learns_moons_with_its_defaults(fresh, mixture):
 
 
 @pytest.mark.parametrize("mutate", [None, blind_critic], ids=["wgan", "wgan-blind-critic"])
-def test_wgan_learns_moons_and_a_critic_blind_to_the_data_does_not(mutate, fresh, mixture):
-    """The paper's WGAN (weight clipping at c = 0.01, n_critic = 5, RMSprop), with the lr at 2e-4 decayed
-    linearly (the paper's constant 5e-5, its default here, reaches 0.046 in 3,000 steps: between N(0, I)
-    and the mixture). Measured 0.017 (seed 0) against the mixture's 0.037; with the critic blind to the
-    data the generator learns the stand-in N(0, I) and must fail the same bar."""
-    model = _train("wgan", "moons", mutate, steps=3000, batch_size=256, trainer={"lr": 2e-4, "lr_schedule": "linear"})
+def test_wgan_learns_moons_with_its_defaults_and_a_critic_blind_to_the_data_does_not(mutate, fresh, mixture):
+    """The paper's WGAN (weight clipping at c = 0.01, n_critic = 5, RMSprop) with its defaults on vectors
+    (lr 5e-4 decayed linearly; the paper's constant 5e-5, its image default, reaches 0.046 in 3,000 steps:
+    between N(0, I) and the mixture). Measured 0.015 (seed 0; 0.022 seed 1) against the mixture's 0.037;
+    with the critic blind to the data the generator learns the stand-in N(0, I) and must fail the same bar."""
+    model = _train("wgan", "moons", mutate, steps=3000, batch_size=256)
     after = float(mmd2(_samples(model, N), fresh))
     assert (after < mixture) == (mutate is None), (after, mixture)
+
+
+@pytest.mark.parametrize("overrides", [[], ["r1_gamma=0.0"]], ids=["gan", "gan-without-r1"])
+def test_gan_learns_moons_in_500_steps_with_its_defaults_and_not_without_r1(overrides, fresh, mixture):
+    """The GAN's defaults on vectors include R1 (gamma 1): measured 0.014/0.023 (seeds 0/1) after 500 steps
+    against the mixture's 0.037. Without it (gamma 0, the former default) the same run oscillates between
+    modes: 1.34."""
+    model = _train("gan", "moons", steps=500, batch_size=128, overrides=overrides)
+    after = float(mmd2(_samples(model, N), fresh))
+    assert (after < mixture) == (not overrides), (after, mixture)
 
 
 # -- 8x8 digits -------------------------------------------------------------------------------------
@@ -144,16 +154,33 @@ def test_gan_beats_a_gaussian_mixture_on_digits_and_a_generator_ignoring_z_does_
     assert digit_bar.met_by(_samples(model, 500)) == (mutate is None), digit_bar.scores(_samples(model, 500))
 
 
-def test_stylegan_trains_on_digits_and_truncation_reduces_variance():
-    test = unigen.load_dataset("digits", "test")
-    sets = ["width=16"]
-    before = float(mmd2(_samples(untrained("stylegan", "digits", overrides=sets), 500), test.x, DIGIT_SCALES))
-    model = quick_train("stylegan", "digits", steps=300, overrides=sets)
-    after = float(mmd2(_samples(model, 500), test.x, DIGIT_SCALES))
-    assert after < 0.4 * before
+def _stylegan_on_digits(mutate: Callable | None = None):
+    """StyleGAN trained 300 steps on digits (width 16), and its untrained self's MMD^2 to held-out digits."""
+    before = float(mmd2(_samples(untrained("stylegan", "digits", overrides=["width=16"]), 500),
+                        unigen.load_dataset("digits", "test").x, DIGIT_SCALES))
+    return _train("stylegan", "digits", mutate, steps=300, overrides=["width=16"]), before
+
+
+def stylegan_bar(x: Tensor, before: float, bar: DigitBar) -> bool:
+    """Far below its untrained MMD^2, and the classifier finds at least 8 classes among the samples."""
+    mmd, _, classes = bar.scores(x)
+    return mmd < 0.4 * before and int((classes >= 0.02 * len(x)).sum()) >= 8
+
+
+def test_stylegan_learns_digits_of_most_classes_and_truncation_reduces_variance(digit_bar):
+    """Measured (300 steps, width 16): MMD^2 0.13-0.17 against about 1 untrained, 8-10 classes at 2% of
+    the samples or more. It does not reach the fitted mixture's 0.026 in a CI budget (nor in 600 steps:
+    0.17; pure defaults at width 32, 300 steps: 0.13), so its bar is its untrained self and the coverage."""
+    model, before = _stylegan_on_digits()
+    assert stylegan_bar(_samples(model, 500), before, digit_bar), digit_bar.scores(_samples(model, 500))
     spread = {}
     for psi in (1.0, 0.7, 0.3):
         model.config = attrs.evolve(model.config, truncation=psi)  # what `--set truncation=psi` does
         spread[psi] = float(_samples(model, 500).var(0).sum())
     assert spread[0.3] < spread[0.7] < spread[1.0]
     assert spread[0.3] < 0.7 * spread[1.0]
+
+
+def test_a_stylegan_whose_discriminator_never_sees_the_data_fails_the_same_bar(digit_bar):
+    model, before = _stylegan_on_digits(blind_critic)
+    assert not stylegan_bar(_samples(model, 500), before, digit_bar), digit_bar.scores(_samples(model, 500))

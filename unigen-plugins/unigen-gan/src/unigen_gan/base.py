@@ -20,7 +20,7 @@ The generic trainer drives this through the model contract, with no GAN branch o
 ``loss(batch, group)``          L_D or L_G for the group about to be stepped
 ``optimizer_settings(group)``   a per-group learning rate (``lr_discriminator``/``lr_generator``)
 ``after_step(group, step)``     e.g. WGAN's weight clipping
-``trainer_defaults``            each paper's optimizer (lr, betas, RMSprop)
+``trainer_defaults``            each paper's optimizer, by the kind of data (a property)
 =============================  ============================================================
 
 A variant overrides only its formulas and networks: ``discriminator_loss``, ``generator_loss``,

@@ -38,7 +38,6 @@ from typing import Any
 
 import attrs
 import torch
-import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor, nn
 
@@ -173,16 +172,6 @@ class StyleGAN(GAN):
                 e.lerp_(p, 1 - beta)
             for e_buf, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
                 e_buf.copy_(b)  # w_avg is already a running mean: copied, not averaged again
-
-    def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
-        """GAN's L_D plus (gamma / 2) E ||grad_x l(x)||^2 on reals, from the same pass over the reals."""
-        x = real.detach().requires_grad_(self.config.r1_gamma > 0)
-        real_logits = self.discriminator(x)  # (B,)
-        loss = F.softplus(-real_logits).mean() + F.softplus(self.discriminator(fake)).mean()
-        if self.config.r1_gamma == 0:
-            return loss
-        (grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)  # (B, C, H, W)
-        return loss + 0.5 * self.config.r1_gamma * grad.flatten(1).pow(2).sum(1).mean()
 
     @property
     def sampling_generator(self) -> nn.Module:

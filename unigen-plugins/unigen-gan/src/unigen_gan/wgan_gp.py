@@ -64,8 +64,8 @@ class WGANGP(WGAN):
 
         OMP_NUM_THREADS=1 unigen train wgan-gp --data moons --steps 3000 --out RUN    # MMD^2 0.006
 
-    (1.50 with the image settings, 0.019 with the former 32-D latent; the same command with gan: 0.0006,
-    with wgan: 0.046; tests/test_gan_learns.py runs the wgan-gp one.)
+    (1.50 with the image settings, 0.019 with the former 32-D latent; the same command with gan: 0.003,
+    with wgan: 0.038; tests/test_gan_learns.py runs the wgan-gp one.)
     """
 
     Config = WGANGPConfig
