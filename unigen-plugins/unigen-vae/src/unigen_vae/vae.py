@@ -37,7 +37,8 @@ class VAEConfig:
     z_dim: int = positive_int(16)  # dimension of the latent z ~ N(0, I)
     width: int = positive_int(32)  # conv channels
     hidden: int = positive_int(256)  # MLP width (vectors)
-    beta: float = nonnegative_float(1.0)  # weight of the KL term in the loss (1: the ELBO)
+    # Weight of the KL term in the loss (1: the ELBO); None: 4 on images, 1 on vectors (beta-VAE's default).
+    beta: float | None = nonnegative_float(1.0, optional=True)
     # 1: logprob is the ELBO (a bound); k > 1: the importance-weighted estimate with k samples.
     logprob_samples: int = positive_int(1)
 
