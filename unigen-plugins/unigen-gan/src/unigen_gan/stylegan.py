@@ -93,7 +93,11 @@ class StyleGenerator(nn.Module):
 
 
 class StyleGAN(GAN):
-    """GAN's losses plus R1; StyleGAN2's networks, style mixing and truncation."""
+    """GAN's losses plus R1 (``r1_gamma`` 0.1); StyleGAN2's networks, style mixing and truncation.
+
+    Measured on 8x8 digits (300 steps, width 16): pixel MMD^2 0.13-0.17 against about 1 untrained, and a
+    classifier trained on real digits finds 8-10 classes; it does not reach a 4-component Gaussian
+    mixture fitted to the digits (0.026; 600 steps: 0.17; width 32: 0.13), which the DCGAN beats (0.007)."""
 
     Config = StyleGANConfig
     data_kinds = ("image",)
