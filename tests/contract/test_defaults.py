@@ -37,11 +37,11 @@ STEPS = {("jepa", "digits8"): 300}
 # Runs of a minute or more of CPU (in `nox -s defaults`, to keep `nox -s tests` within CI's budget): the CNF
 # backpropagates through an adaptive dopri5 solve per step; Transfusion runs its whole transformer at every
 # denoising step (100 s on digits); on digits the diffusion samplers (1000 ancestral steps for ddpm), the
-# consistency model's teacher, the autoregressive models' pixel-by-pixel sampling, StyleGAN and JEPA's 300 steps
-# took 35-100 s of CPU each (measured together: 735 CPU-seconds for the 20 digits cases).
+# consistency model's teacher, the autoregressive models' pixel-by-pixel sampling, StyleGAN, JEPA's 300 steps and
+# the ODE flows took 30-100 s of CPU each (measured together: 735 CPU-seconds for the 20 digits cases).
 HEAVY = {("cnf", "vectors"), ("cnf", "digits8"), ("transfusion", "digits8"), *(
     (m, "digits8") for m in ("ddpm", "ddim", "score-sde", "consistency", "pixelcnn", "transformer-ar", "stylegan",
-                             "jepa", "stochastic-interpolant"))}
+                             "jepa", "stochastic-interpolant", "rectified-flow", "flow-matching"))}
 # Cases still failing with pure defaults, fixed by the family's owner: id -> reason (strict: an xpass fails).
 KNOWN = {
     # n_critic = 5: 100 steps are 20 generator steps, in which the papers' image optimizers (RMSprop 5e-5;
