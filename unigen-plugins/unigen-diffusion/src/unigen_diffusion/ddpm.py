@@ -13,7 +13,20 @@ steps with eta (0: deterministic). ``logprob`` is the variational bound (Eq. 5)
 
 with p(x_{n-1}|x_n) = N(mu_theta, beta_tilde_n I), one draw of x_n per term (as Ho et al. evaluate it),
 and the discretized Gaussian decoder p(x_0|x_1) (Eq. 13) with variance beta_1, so for images it bounds
-log P of the K levels. :class:`DDPM` is the base class of the discrete-time family: :class:`DDIM`
+log P of the K levels. The bound code is exact (tests/test_diffusion_bound.py): term by term against the
+textbook Gaussians, and, with the closed-form optimal denoiser of K data points, it gives their true NLL
+log K (K=16 digits: 2.75-2.79 nats vs 2.77).
+
+On coarse data it can still exceed the uniform code. Measured on 8x8 digits (17 levels, uniform 4.09
+bits/dim; the learn test's MLP denoiser 256x3, lr 2e-3, EMA weights, 16 test digits): 4.57 bits/dim after 500
+steps, 4.27 after 2,000, 4.16 after 6,000. The terms n = 2..10 stay at 1.85-1.90 bits/dim: there the noise
+(std 0.015-0.044) is below half a level (0.0625), the only thing left to predict is which level each pixel is
+on, and the eps network predicts nothing (eps MSE 0.97-1.02 at n = 1..10; 0.39 at n = 100), while the bound
+charges each error 1/(2 beta_tilde_n). L_simple weights these terms like any other (Ho et al. Sec. 3.4: it
+down-weights small t; Nichol & Dhariwal 2021 Fig. 2: the first steps dominate the bound): 500 more steps
+trained on n <= 10 alone moved them only to 1.80. Rounding x0_hat to the levels wherever 2 std < half a
+level (a valid denoiser) gives 3.11 bits/dim (n = 2..10: 0.68). Terms n = 11..100 fall with training
+(2.01, 1.85, 1.74 bits/dim at 500, 2,000, 6,000 steps). :class:`DDPM` is the base class of the discrete-time family: :class:`DDIM`
 changes only its defaults, and latent diffusion (:mod:`.ldm`) only the space it diffuses in.
 """
 
