@@ -146,6 +146,21 @@ def test_not_a_sampler_and_embeddings_have_their_shapes(digits):
     assert model.latent(x).shape == (5, 32)
 
 
+def test_probe_features_concatenate_the_last_blocks_pooled_outputs(digits):
+    """probe_blocks k: the target encoder's last k block outputs, each through the final LayerNorm and
+    average-pooled, concatenated oldest first; the last one is the mean of ``forward``."""
+    model = _model(digits, attrs.evolve(SMALL, probe_blocks=2)).eval()
+    x = digits.x[:5]
+    z = model.latent(x)
+    assert z.shape == (5, 64)
+    torch.testing.assert_close(z[:, 32:], model.forward(x).mean(1))
+    enc = model.target_encoder
+    first = enc.norm(enc.blocks[0](enc.embed(patchify(x, model.p)) + enc.pos)).mean(1)  # block 1's output, by hand
+    torch.testing.assert_close(z[:, :32], first)
+    with pytest.raises(ValueError, match="probe_blocks 3 exceeds the encoder's depth 2"):
+        attrs.evolve(SMALL, probe_blocks=3)
+
+
 def test_collapse_is_detected():
     rng = np.random.default_rng(0)
     spread = rng.normal(size=(200, 16))
