@@ -9,8 +9,8 @@ with lambda(t) = std(t)^2 (Song et al. 2021b, Eq. 7 and Sec. 3.3):
 
 Sampling, from x(1) ~ N(0, std(1)^2 I) to t_min, with a sampler of the core registry (``sampler``):
 an SDE solver integrates the reverse SDE  dx = [f(x,t) - g(t)^2 s(x,t)] dt + g(t) dW  (Eq. 6), with
-``corrector_steps`` > 0 adding Langevin corrector steps at signal-to-noise ``snr`` after each
-predictor step (predictor-corrector, Algorithms 4-5); an ODE solver integrates the probability-flow
+``corrector_steps`` > 0 adding Langevin corrector steps at signal-to-noise ``snr`` before each
+predictor step (predictor-corrector, Algorithms 4-5, in the order of Song et al.'s code); an ODE solver integrates the probability-flow
 ODE  dx/dt = f(x,t) - 1/2 g(t)^2 s(x,t)  (Eq. 13). The last point is denoised with Tweedie's formula.
 
 ``logprob`` solves the probability-flow ODE from the data at t_min to t=1 with the instantaneous change
@@ -19,6 +19,15 @@ with adaptive dopri5 (the core sampler). The divergence is exact (D backward pas
 ``trace="exact"``; otherwise Hutchinson's estimator with one Rademacher probe per solve (FFJORD), and
 the model labels its logprob an "estimate". A density on the data space: images are evaluated on
 dequantized data by the NLL metric.
+
+Samples come from an EMA of the weights (decay 0.999, Song et al.'s; ``trainer_defaults``). On 2-D moons
+(MLP 128x3, lr 2e-3, batch 128) the EMA weights beat a fitted 4-component Gaussian mixture (MMD^2 0.030):
+VE (sigma_max 5, about the data's largest pairwise distance, 3.9: Song & Ermon 2020's Technique 1) 0.015-0.018
+after 1,500 steps with 200 Euler-Maruyama steps; VP 0.018-0.020 after 3,000 with 100 Heun steps of the ODE.
+Without the EMA, 800 steps gave 0.041 and 0.060; sampling with the exact score showed the error to be the
+network's, at mid noise (sigma 0.12-0.8), and VP's raw weights stayed at 0.07 up to 3,200 steps. VP needs
+more steps than VE there: beta_max 20 spends about half of t ~ U(t_min, 1) on marginals that are nearly the
+prior for 2-D data.
 """
 
 from __future__ import annotations
@@ -50,9 +59,7 @@ from .sde import VESDE, VPSDE
 
 AUTO_EXACT_DIM = 16
 TRACES = ("auto", "exact", "hutchinson")
-
-
-
+SNR = {"ve": 0.16, "vp": 0.01}  # Song et al.'s Langevin signal-to-noise ratios (Sec. 4.2, App. G)
 
 
 @attrs.frozen(kw_only=True)
@@ -73,8 +80,9 @@ class ScoreSDEConfig:
     # An SDE sampler: the reverse SDE; an ODE sampler (euler, heun, rk4, dopri5): the probability-flow ODE.
     sampler: str = sampler("euler-maruyama")
     sample_steps: int = positive_int(500)  # predictor steps from t=1 to t_min (ignored by adaptive solvers)
-    corrector_steps: int = nonnegative_int(0)  # Langevin corrector steps after each predictor step (PC sampling)
-    snr: float = positive_float(0.16)  # the corrector's signal-to-noise ratio r, Song et al. (VE)
+    corrector_steps: int = nonnegative_int(0)  # Langevin corrector steps before each predictor step (PC sampling)
+    # The corrector's signal-to-noise ratio r; None: Song et al.'s 0.16 for VE, 0.01 for VP.
+    snr: float | None = positive_float(None, optional=True)
     # logprob's divergence: exact (D backward passes), hutchinson (one probe), auto: exact up to 16 dims.
     trace: str = one_of("auto", TRACES)
     rtol: float = positive_float(1e-5)  # relative tolerance of adaptive ODE solvers (dopri5), logprob's too
@@ -101,7 +109,7 @@ class ScoreSDE(GenerativeModel):
     Config = ScoreSDEConfig
     data_kinds = ("vector", "image")  # 2-D toys first: the exact-trace likelihood is cheap there
     default_steps = 500
-    trainer_defaults = {"lr": 1e-3}
+    trainer_defaults = {"lr": 1e-3, "ema_decay": 0.999}  # Song et al. sample from an EMA of the weights (0.999)
 
     def __init__(self, config: ScoreSDEConfig, data: DataInfo) -> None:
         super().__init__(config, data)
@@ -139,13 +147,19 @@ class ScoreSDE(GenerativeModel):
         f, g = self._fg(x, t)
         return f - 0.5 * g**2 * self.score(x, t)
 
-    def corrector_(self, x: Tensor, t: Tensor) -> Tensor:
-        """Langevin steps x += e s + sqrt(2e) z, e = 2 (snr |z| / |s|)^2 per example (Algorithm 5)."""
+    @property
+    def snr(self) -> float:
+        return self.config.snr if self.config.snr is not None else SNR[self.config.sde]
+
+    def corrector_(self, x: Tensor, t: Tensor, steps: int) -> Tensor:
+        """Langevin steps x += e s + sqrt(2e) z, e = 2 alpha (snr mean|z| / mean|s|)^2 (Algorithms 4-5), the
+        norms averaged over the batch as Song et al.'s code does (per example, |s| of a 2-D point can be near
+        0 between the modes and the step explode); alpha = 1 - beta(t) / steps for VP, 1 for VE."""
+        alpha = float(self.sde.langevin_alpha(t[:1], steps))
         for _ in range(self.config.corrector_steps):
             s = self.score(x, t)
             z = torch.randn_like(x)
-            e = 2 * (self.config.snr * z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1).clamp_min(1e-12)) ** 2
-            e = broadcast_t(e, x)
+            e = 2 * alpha * (self.snr * z.flatten(1).norm(dim=1).mean() / s.flatten(1).norm(dim=1).mean().clamp_min(1e-12)) ** 2
             x.add_(e * s + (2 * e).sqrt() * z)
         return x
 
@@ -172,12 +186,12 @@ class ScoreSDE(GenerativeModel):
             x = spec.solve(self.pf_ode, z, k, t_start=1.0, t_end=t_min, rtol=self.config.rtol, atol=self.config.atol)
         elif self.config.corrector_steps == 0:
             x = spec.solve(self.reverse_sde, z, k, t_start=1.0, t_end=t_min)
-        else:  # predictor (one registered SDE step) then corrector, interval by interval
+        else:  # at each t_i the corrector, then the predictor (one registered SDE step) to t_{i+1} (pc_sampler)
             grid = torch.linspace(1.0, t_min, k + 1, dtype=torch.float64).tolist()
-            x = z
+            x = z.clone()
             for i, (a, b) in enumerate(zip(grid[:-1], grid[1:])):
+                self.corrector_(x, torch.full((x.shape[0],), a, device=x.device, dtype=x.dtype), k)
                 x = spec.solve(self.reverse_sde, x, 1, t_start=a, t_end=b, denoise_last=i == k - 1)
-                self.corrector_(x, torch.full((x.shape[0],), b, device=x.device, dtype=x.dtype))
         t = torch.full((x.shape[0],), t_min, device=x.device, dtype=x.dtype)
         m, std = self._coefs(t, x)
         x = (x - std * self.eps(x, t)) / m  # E[x_0 | x_{t_min}] (Tweedie)

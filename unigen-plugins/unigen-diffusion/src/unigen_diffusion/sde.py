@@ -43,6 +43,10 @@ class VPSDE:
     def diffusion(self, t: Tensor) -> Tensor:
         return self.beta(t).sqrt()
 
+    def langevin_alpha(self, t: Tensor, steps: int) -> Tensor:
+        """alpha_i = 1 - beta_i of the discretised chain, beta_i = beta(t) / steps (Song et al.'s corrector)."""
+        return 1 - self.beta(t) / steps
+
 
 @attrs.frozen
 class VESDE:
@@ -61,3 +65,6 @@ class VESDE:
 
     def diffusion(self, t: Tensor) -> Tensor:
         return self.sigma(t) * math.sqrt(2 * math.log(self.sigma_max / self.sigma_min))
+
+    def langevin_alpha(self, t: Tensor, steps: int) -> Tensor:
+        return torch.ones_like(t, dtype=torch.float64)
