@@ -27,7 +27,9 @@ after 1,500 steps with 200 Euler-Maruyama steps; VP 0.018-0.020 after 3,000 with
 Without the EMA, 800 steps gave 0.041 and 0.060; sampling with the exact score showed the error to be the
 network's, at mid noise (sigma 0.12-0.8), and VP's raw weights stayed at 0.07 up to 3,200 steps. VP needs
 more steps than VE there: beta_max 20 spends about half of t ~ U(t_min, 1) on marginals that are nearly the
-prior for 2-D data.
+prior for 2-D data. With pure defaults (``unigen train score-sde --data moons --steps 3000``: VP, MLP 256x3,
+lr 1e-3, 500 Euler-Maruyama steps) the EMA weights score 0.017 (``sde=ve``, sigma_max 10: 0.004), the raw
+weights 0.027 (0.025); after the default 1,000 steps 0.069.
 """
 
 from __future__ import annotations
