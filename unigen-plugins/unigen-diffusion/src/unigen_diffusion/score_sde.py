@@ -7,6 +7,9 @@ with lambda(t) = std(t)^2 (Song et al. 2021b, Eq. 7 and Sec. 3.3):
     E_t E_{x_0, eps} lambda(t) || s_theta(x_t, t) + eps / std(t) ||^2 = E || eps_theta - eps ||^2,
     t ~ U(t_min, 1),  x_t = m(t) x_0 + std(t) eps.
 
+For VE this is also the likelihood weighting lambda = g(t)^2 = 2 log(sigma_max / sigma_min) sigma(t)^2 (Song,
+Durkan et al. 2021), up to a constant and the sigma_min^2 in std(t)^2; for VP they differ (beta(t) vs std(t)^2).
+
 Sampling, from x(1) ~ N(0, std(1)^2 I) to t_min, with a sampler of the core registry (``sampler``):
 an SDE solver integrates the reverse SDE  dx = [f(x,t) - g(t)^2 s(x,t)] dt + g(t) dW  (Eq. 6), with
 ``corrector_steps`` > 0 adding Langevin corrector steps at signal-to-noise ``snr`` before each
