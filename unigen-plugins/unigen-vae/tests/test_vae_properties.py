@@ -180,3 +180,18 @@ def test_vae_samples_of_vectors_are_draws_from_the_decoder_not_its_mean():
         x = model.sample(2000)
     assert torch.allclose(x.mean(0), torch.zeros(2), atol=0.1)
     assert torch.allclose(x.std(0), torch.ones(2), atol=0.1)
+
+
+@pytest.mark.parametrize(("data", "codes", "levels"), [
+    (DIGITS, 8, (5, 3)),
+    (unigen.DataInfo(name="fashion-mnist", shape=(1, 28, 28), kind="image", levels=256), 64, (8, 5, 5, 5)),
+    (unigen.DataInfo(name="shapes", shape=(3, 32, 32), kind="image", levels=256), 64, (8, 5, 5, 5)),
+    (MOONS, 64, (8, 5, 5, 5)),
+])
+def test_default_code_sizes_follow_the_image_size_and_an_explicit_size_wins(data, codes, levels):
+    """8x8 images get 8 codes / levels (5, 3); larger images and vectors the papers' 64 / (8, 5, 5, 5)."""
+    vq, fsq = unigen.build_model("vq-vae", data), unigen.build_model("fsq", data)
+    assert (vq.codebook_size, vq.codebook.shape[0], fsq.levels, fsq.codebook_size) == (
+        codes, codes, levels, math.prod(levels))
+    assert unigen.build_model("vq-vae", data, {"codebook_size": 16}).codebook.shape[0] == 16
+    assert unigen.build_model("fsq", data, {"levels": [4, 4]}).codebook_size == 16
