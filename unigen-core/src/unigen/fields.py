@@ -49,9 +49,9 @@ def nonnegative_float(default: Any, *, optional: bool = False) -> Any:
     return _field(default, float, [v.ge(0)], optional)
 
 
-def probability(default: Any) -> Any:
-    """A float in [0, 1]."""
-    return _field(default, float, [v.ge(0), v.le(1)], False)
+def probability(default: Any, *, optional: bool = False) -> Any:
+    """A float in [0, 1] (``optional``: or None)."""
+    return _field(default, float, [v.ge(0), v.le(1)], optional)
 
 
 def fraction(default: Any) -> Any:

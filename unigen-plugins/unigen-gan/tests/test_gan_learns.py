@@ -154,25 +154,18 @@ def test_gan_beats_a_gaussian_mixture_on_digits_and_a_generator_ignoring_z_does_
     assert digit_bar.met_by(_samples(model, 500)) == (mutate is None), digit_bar.scores(_samples(model, 500))
 
 
-def _stylegan_on_digits(mutate: Callable | None = None):
-    """StyleGAN trained 300 steps on digits (width 16), and its untrained self's MMD^2 to held-out digits."""
-    before = float(mmd2(_samples(untrained("stylegan", "digits", overrides=["width=16"]), 500),
-                        unigen.load_dataset("digits", "test").x, DIGIT_SCALES))
-    return _train("stylegan", "digits", mutate, steps=300, overrides=["width=16"]), before
+def stylegan_on_digits(mutate: Callable | None = None):
+    """StyleGAN trained 300 steps on digits (width 16; its other settings the defaults for 8x8 images)."""
+    return _train("stylegan", "digits", mutate, steps=300, overrides=["width=16"])
 
 
-def stylegan_bar(x: Tensor, before: float, bar: DigitBar) -> bool:
-    """Far below its untrained MMD^2, and the classifier finds at least 8 classes among the samples."""
-    mmd, _, classes = bar.scores(x)
-    return mmd < 0.4 * before and int((classes >= 0.02 * len(x)).sum()) >= 8
-
-
-def test_stylegan_learns_digits_of_most_classes_and_truncation_reduces_variance(digit_bar):
-    """Measured (300 steps, width 16): MMD^2 0.13-0.17 against about 1 untrained, 8-10 classes at 2% of
-    the samples or more. It does not reach the fitted mixture's 0.026 in a CI budget (nor in 600 steps:
-    0.17; pure defaults at width 32, 300 steps: 0.13), so its bar is its untrained self and the coverage."""
-    model, before = _stylegan_on_digits()
-    assert stylegan_bar(_samples(model, 500), before, digit_bar), digit_bar.scores(_samples(model, 500))
+def test_stylegan_beats_a_gaussian_mixture_on_digits_and_truncation_reduces_variance(digit_bar):
+    """The DCGAN's bar: below 0.8 x the fitted mixture's MMD^2 (0.026), 60% read with p > 0.5, every class
+    at 2% of the samples or more. Measured (300 steps, width 16; seeds 0/1/2): MMD^2 0.018/0.018/0.018,
+    78-80% read with p > 0.5, every class at least 22 times. Before the discriminator judged clamped fakes
+    and the small-image settings (StyleGAN's docstring): 0.13-0.18, which only its untrained self could bar."""
+    model = stylegan_on_digits()
+    assert digit_bar.met_by(_samples(model, 500)), digit_bar.scores(_samples(model, 500))
     spread = {}
     for psi in (1.0, 0.7, 0.3):
         model.config = attrs.evolve(model.config, truncation=psi)  # what `--set truncation=psi` does
@@ -182,5 +175,6 @@ def test_stylegan_learns_digits_of_most_classes_and_truncation_reduces_variance(
 
 
 def test_a_stylegan_whose_discriminator_never_sees_the_data_fails_the_same_bar(digit_bar):
-    model, before = _stylegan_on_digits(blind_critic)
-    assert not stylegan_bar(_samples(model, 500), before, digit_bar), digit_bar.scores(_samples(model, 500))
+    """Measured (seed 0): MMD^2 0.57, 42% of the samples read as 4: the generator learns the stand-in N(0, I)."""
+    model = stylegan_on_digits(blind_critic)
+    assert not digit_bar.met_by(_samples(model, 500)), digit_bar.scores(_samples(model, 500))

@@ -14,8 +14,31 @@ from unigen_gan.stylegan_layers import path_lengths
 
 def _stylegan(**config):
     data = unigen.load_dataset("digits")
-    settings = {"z_dim": 8, "w_dim": 8, "width": 8, "mapping_layers": 2, **config}
+    settings = {"z_dim": 8, "w_dim": 8, "width": 8, "mapping_layers": 2, "pl_weight": 2.0, **config}
     return data, unigen.build_model("stylegan", data.info, settings)
+
+
+@pytest.mark.parametrize(("size", "small"), [(8, True), (32, True), (64, False)])
+def test_stylegan_takes_stylegan2_adas_cifar_settings_up_to_32_pixels(size, small):
+    """Up to 32 px: 2 mapping layers, no style mixing, no path-length penalty, no residual skips in D
+    (StyleGAN2-ADA's CIFAR-10 configuration); larger images: the paper's (mapping depth 4 here, paper 8)."""
+    info = unigen.DataInfo(name="x", kind="image", shape=(1, size, size))
+    model = unigen.build_model("stylegan", info, {"width": 4, "w_dim": 8})
+    expect = {"mapping_layers": 2, "mixing_prob": 0.0, "pl_weight": 0.0, "discriminator": "orig"} if small else \
+        {"mapping_layers": 4, "mixing_prob": 0.9, "pl_weight": 2.0, "discriminator": "resnet"}
+    assert {k: model.setting(k) for k in expect} == expect
+    assert len(model.generator.mapping.net) == expect["mapping_layers"]
+    assert all((b.skip is None) == small for b in model.discriminator.blocks)
+    explicit = unigen.build_model("stylegan", info, {"width": 4, "w_dim": 8, "mixing_prob": 0.5, "discriminator": "resnet"})
+    assert explicit.setting("mixing_prob") == 0.5 and explicit.discriminator.blocks[0].skip is not None
+
+
+def test_the_discriminator_judges_fakes_in_the_data_range_as_sample_returns_them(monkeypatch):
+    """The synthesis network has no output nonlinearity; the fakes D sees are clamped to [-1, 1] like samples."""
+    _, model = _stylegan()
+    monkeypatch.setattr(model.generator.synthesis, "forward", lambda ws: 3 * torch.randn(ws.shape[0], 1, 8, 8))
+    x = model.generate(model.sample_latent(16))
+    assert x.abs().max() <= 1 and (x.abs() == 1).any()
 
 
 def test_path_lengths_of_a_linear_synthesis_are_the_norm_of_a_transpose_y():

@@ -11,7 +11,8 @@ of StyleGAN"; the style-based generator of Karras et al. 2019).
 - Synthesis: a learned constant at the smallest grid, two styled 3x3 convs per resolution after
   bilinear upsampling, and skip connections that sum the upsampled RGB outputs of every resolution
   (StyleGAN2's "skip" generator, Fig. 7b).
-- Discriminator: StyleGAN2's residual discriminator (Fig. 7c) with the minibatch standard deviation
+- Discriminator: StyleGAN2's residual discriminator (Fig. 7c), or the plain feedforward one without the
+  skips ("orig", Fig. 7a; StyleGAN2-ADA's setting for CIFAR-10), with the minibatch standard deviation
   feature at the end (Karras et al. 2018, Sec. 3).
 - Path-length regularisation (StyleGAN2 Sec. 3.2): :func:`path_lengths` here, the lazy penalty and its
   running mean in :mod:`unigen_gan.stylegan`.
@@ -157,20 +158,23 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class DiscriminatorBlock(nn.Module):
-    """Residual block: two 3x3 convs and a downsample, with a 1x1 skip; (h + skip) / sqrt(2)."""
+D_ARCHITECTURES = ("resnet", "orig")
 
-    def __init__(self, cin: int, cout: int, size_out: int) -> None:
+
+class DiscriminatorBlock(nn.Module):
+    """Two 3x3 convs and a downsample; "resnet" adds a 1x1 skip, (h + skip) / sqrt(2); "orig" has none."""
+
+    def __init__(self, cin: int, cout: int, size_out: int, architecture: str = "resnet") -> None:
         super().__init__()
         self.conv_a = EqualConv2d(cin, cin, 3, act=True)
         self.conv_b = EqualConv2d(cin, cout, 3, act=True)
-        self.skip = EqualConv2d(cin, cout, 1, bias=False)
+        self.skip = EqualConv2d(cin, cout, 1, bias=False) if architecture == "resnet" else None
         self.size = size_out
 
     def forward(self, x: Tensor) -> Tensor:
         down = lambda t: F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         h = self.conv_b(down(self.conv_a(x)))
-        return (h + self.skip(down(x))) / SQRT2
+        return h if self.skip is None else (h + self.skip(down(x))) / SQRT2
 
 
 def path_lengths(synthesis: nn.Module, ws: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -201,13 +205,14 @@ def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:
 class StyleDiscriminator(nn.Module):
     """x (B, C, H, W) -> logits (B,)."""
 
-    def __init__(self, shape: tuple[int, ...], width: int) -> None:
+    def __init__(self, shape: tuple[int, ...], width: int, architecture: str = "resnet") -> None:
         super().__init__()
         c, h, _ = shape
         sizes = spatial_sizes(h)  # e.g. [8, 4]
         chans = level_channels(width, len(sizes))
         self.from_rgb = EqualConv2d(c, chans[0], 1, act=True)
-        self.blocks = nn.Sequential(*[DiscriminatorBlock(a, b, s) for a, b, s in zip(chans[:-1], chans[1:], sizes[1:])])
+        self.blocks = nn.Sequential(*[DiscriminatorBlock(a, b, s, architecture)
+                                      for a, b, s in zip(chans[:-1], chans[1:], sizes[1:])])
         self.conv = EqualConv2d(chans[-1] + 1, chans[-1], 3, act=True)
         self.fc = EqualLinear(chans[-1] * sizes[-1] ** 2, chans[-1], act=True)
         self.out = EqualLinear(chans[-1], 1)
