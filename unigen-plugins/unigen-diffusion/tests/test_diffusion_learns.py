@@ -182,10 +182,11 @@ def test_score_sde_beats_a_fitted_gaussian_mixture_on_moons(sde, sampler, steps,
 
 @pytest.mark.slow
 def test_a_score_sde_whose_network_never_sees_the_time_fails_the_same_bar(moons, tmp_path):
-    """VP, the same run as above with the time-blind network: MMD^2 0.099 and 0.096 (seeds 0, 1). A time-blind
-    VE network passes (0.016 after 1,500 steps): s = -eps(x) / sigma is Song & Ermon 2020's Technique 3, an
+    """VP, the settings above with the time-blind network, trained half as long to save CI time: MMD^2 0.095
+    after 1,500 steps; after the full 3,000 it is no better, 0.099 and 0.096 (seeds 0, 1). A time-blind VE
+    network passes (0.016 after 1,500 steps): s = -eps(x) / sigma is Song & Ermon 2020's Technique 3, an
     unconditional network scaled by 1/sigma, which they found to work."""
-    _, after = _score_sde_moons(tmp_path, moons[0], "vp", "heun", 100, 3000, _blind_to_time)
+    _, after = _score_sde_moons(tmp_path, moons[0], "vp", "heun", 100, 1500, _blind_to_time)
     print(f"time-blind score-sde vp moons MMD^2 {after:.4f} (fitted mixtures {moons[1]})")
     assert not after < moons[1][4], (after, moons[1])
 
