@@ -202,26 +202,27 @@ class JEPA(GenerativeModel):
     at depth 4 0.71), AdamW with weight decay 0.04 0.80, patch_size 4 0.85 (and 0.86 untrained: 4 patches
     leave little to learn), patch_size 1 (64 one-pixel patches) 0.86 (0.82 untrained), 1,000 steps at lr
     3e-4 0.80. What helped: a wider encoder with the predictor kept narrow (the paper's 384 vs 1280): dim
-    128 0.86 (seeds 0/1; 0.73/0.79 untrained; 800 steps 0.89), and the predictor's width is what matters
-    (dim 128 with pred_dim 64 learns nothing, 0.74; pred_dim 16 0.87; one target of 40-50% 0.85); dim 256
-    0.91 but 0.87 untrained. With the last 2 blocks' pooled outputs (``probe_blocks=2``) at dim 128:
-    0.89/0.90/0.89 over seeds 0/1/2 (0.79-0.81 untrained), the family test's bar of 0.87. Other protocols:
-    the context encoder probes within 0.04 of the target encoder, either way (the paper probes the target;
-    at depth 4 in 400-step runs the context encoder 0.84-0.86, the target 0.70-0.71); concatenated patch
-    embeddings probe 0.96-0.97 trained and untrained alike (the linear patch embedding carries the pixels
-    through, so they cannot show learning); with few labels (2/5/10 per class, the same draws for both) the
-    pixels probe 0.69/0.84/0.88 and these features (dim 128, 2 blocks) 0.27/0.54-0.56/0.66-0.69, so
-    label-efficient probing widens the gap. With the L2 strength chosen by 5-fold cross-validation on the
-    train digits (C in 1e-3..1e3, the protocol of CLIP's and SimCLR's linear probes) instead of the fixed
-    C=1, the untrained and trained 2-block features probe alike (0.94/0.93 at seed 1; 0.93/0.92-0.94 in
-    three variants at seed 0) and the pixels 0.95: the fixed-C probe's gain is in how the encoder spreads
-    the class information, not in information the untrained encoder lacks. The pooled features keep an
-    effective rank of 10-16 (singular values above 1% of the largest) while the pixels' top 10 principal
-    components alone give 0.94; why this objective at this scale keeps so few directions was not found. A
-    short run also leaves much of the target encoder's initialisation in it (sum_k (1 - m_k) over 400 steps
-    is 1.4 from 0.996 with ema_steps 2000, 2 from 0.99 over the run). Broken variants, 400 steps: the target
-    as the context encoder without stop-gradient collapses (0.73 at dim 64; 0.76-0.84 at dim 128 with
-    ``probe_blocks=2``, embedding_std 0.0006); a predictor without positions 0.73.
+    128 0.86 (seeds 0/1; 0.73/0.79 untrained; 800 steps 0.89; 2,000 steps, ramp over the run, 0.89 and 0.91
+    with 2 blocks: a plateau), and the predictor's width is what matters (dim 128 with pred_dim 64 learns
+    nothing, 0.74; pred_dim 16 0.87; one target of 40-50% 0.85); dim 256 0.91 but 0.87 untrained. With the
+    last 2 blocks' pooled outputs (``probe_blocks=2``) at dim 128: 0.89/0.90/0.89 over seeds 0/1/2
+    (0.79-0.81 untrained), the family test's bar of 0.87. Other protocols: the context encoder probes within
+    0.04 of the target encoder, either way (the paper probes the target; at depth 4 in 400-step runs the
+    context encoder 0.84-0.86, the target 0.70-0.71); concatenated patch embeddings probe 0.96-0.97 trained
+    and untrained alike (the linear patch embedding carries the pixels through, so they cannot show
+    learning); with few labels (2/5/10 per class, the same draws for both) the pixels probe 0.69/0.84/0.88
+    and these features (dim 128, 2 blocks) 0.27/0.54-0.56/0.66-0.69, so label-efficient probing widens the
+    gap. With the L2 strength chosen by 5-fold cross-validation on the train digits (C in 1e-3..1e3, the
+    protocol of CLIP's and SimCLR's linear probes) instead of the fixed C=1, the untrained and trained
+    2-block features probe alike (0.94/0.93 at seed 1; 0.93/0.92-0.94 in three variants at seed 0) and the
+    pixels 0.95: the fixed-C probe's gain is in how the encoder spreads the class information, not in
+    information the untrained encoder lacks. The pooled features keep an effective rank of 10-16 (singular
+    values above 1% of the largest) while the pixels' top 10 principal components alone give 0.94; why this
+    objective at this scale keeps so few directions was not found. A short run also leaves much of the
+    target encoder's initialisation in it (sum_k (1 - m_k) over 400 steps is 1.4 from 0.996 with ema_steps
+    2000, 2 from 0.99 over the run). Broken variants, 400 steps: the target as the context encoder without
+    stop-gradient collapses (0.73 at dim 64; 0.76-0.84 at dim 128 with ``probe_blocks=2``, embedding_std
+    0.0006); a predictor without positions 0.73.
     """
 
     family = "world"
