@@ -101,8 +101,8 @@ def tests(session: nox.Session) -> None:
 def defaults(session: nox.Session) -> None:
     """Pure defaults beat the untrained model on the larger kinds of data too: every image model trained
     briefly on 28x28 fashion-mnist and 32x32 shapes (tests/contract/test_defaults.py, marked ``heavy``;
-    2-D vectors and 8x8 digits run in ``tests``). Not in the default run: a 28x28 case of 300 steps takes minutes
-    of CPU (20 minutes for beta-vae on fashion-mnist on the loaded shared 2-core machine), 58 cases in all."""
+    2-D vectors and 8x8 digits run in ``tests``). Not in the default run: 58 cases, a 28x28 case of 100 steps
+    takes 3-5 minutes of one loaded core, an iterative sampler's more (measured times in the README)."""
     _install(session, ROOT / "unigen-core", *PLUGINS)
     workers = session.posargs or ["-n", "2"]
     session.run("python", "-m", "pytest", *workers, "-m", "heavy", "--durations=0",
