@@ -270,3 +270,35 @@ def test_reflow_replaces_the_coupling_with_the_models_own_ode_pairs():
     model.after_step("main", 8)  # num_reflows reached
     assert int(model.reflow_round) == 2
     assert attrs.asdict(model.config)["num_reflows"] == 2
+
+
+def _graph_nodes(t: torch.Tensor) -> int:
+    """The autograd nodes the tensor's graph keeps alive (what backward traverses), leaves' AccumulateGrad aside."""
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        todo.extend(f for f, _ in node.next_functions)
+    return sum(type(node).__name__ != "AccumulateGrad" for node in seen)
+
+
+@pytest.mark.parametrize("adjoint", [None, False])
+def test_cnf_training_on_images_keeps_no_graph_per_solver_step_by_default(adjoint):
+    """The CNF's default on images trains with the adjoint method (FFJORD's code): the loss keeps a graph of
+    a fixed size, however many dopri5 steps the likelihood's solve takes (backpropagating through the steps
+    kept one graph per evaluation and grew past 19.8 GB on 8x8 digits). Mutation: ``adjoint=False``."""
+    info = DataInfo(name="t", shape=(1, 8, 8), kind="image", levels=17)
+    overrides = [] if adjoint is None else [f"adjoint={str(adjoint).lower()}"]
+    model = unigen.build_model("cnf", info, overrides=overrides)
+    evaluations: list[int] = []
+    model.field.register_forward_hook(lambda m, i, out: evaluations.append(1) and None)
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    loss = model.loss(unigen.plugin.Batch(x=x))
+    nodes = _graph_nodes(loss)
+    assert len(evaluations) > 6 and loss.requires_grad  # an adaptive solve of several steps, differentiable
+    if adjoint is None:
+        assert model.uses_adjoint() and nodes < 30  # the solve is one node, whatever its number of steps
+    else:  # one UNet graph (hundreds of nodes) per evaluation
+        assert not model.uses_adjoint() and nodes > 100 * len(evaluations)
