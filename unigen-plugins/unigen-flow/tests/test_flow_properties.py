@@ -202,6 +202,14 @@ def test_flow_matching_path_ends_at_data_and_noise(sigma_min, seed):
     assert torch.allclose(interpolate(x0, x1, torch.ones(2), sigma_min), x1)
 
 
+@pytest.mark.parametrize("model_id", ["cnf", "flow-matching", "rectified-flow"])
+def test_a_unet_on_vector_data_is_refused_in_one_line(model_id):
+    """net='unet' on 2-D vectors was an IndexError while building (found by the contract's config search)."""
+    info = DataInfo(name="t", shape=(2,), kind="vector")
+    with pytest.raises(unigen.ConfigError, match="unet.*needs image data"):
+        unigen.build_model(model_id, info, {"net": "unet"})
+
+
 def test_sampler_field_accepts_registered_ode_solvers_only():
     info = DataInfo(name="t", shape=(2,), kind="vector")
     with pytest.raises(unigen.ConfigError, match="sampler.*SDE"):

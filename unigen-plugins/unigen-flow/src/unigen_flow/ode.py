@@ -28,7 +28,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor, nn
 
-from unigen import DataInfo
+from unigen import ConfigError, DataInfo
 from unigen.plugin import MLP, GenerativeModel, UNet, get_sampler, one_of, positive_float, positive_int, sampler
 
 AUTO_EXACT_DIM = 16  # D reverse-mode passes per evaluation are cheaper than Hutchinson's noise up to here
@@ -75,6 +75,8 @@ class VelocityField(nn.Module):
     def __init__(self, data: DataInfo, config: ODEFlowConfig) -> None:
         super().__init__()
         kind = config.net if config.net != "auto" else ("unet" if data.is_image else "mlp")
+        if kind == "unet" and not data.is_image:
+            raise ConfigError(f"net 'unet' needs image data; {data.name} has shape {tuple(data.shape)} (use 'mlp' or 'auto')")
         # Exactly one of the two is built.
         self.unet: UNet | None = (UNet(data.shape[0], config.width, size=data.shape[1])  # depth by resolution
                                   if kind == "unet" else None)
