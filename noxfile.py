@@ -1,16 +1,25 @@
 """Test sessions. `nox` runs them all; `nox -s tests`, `nox -k vae` run some.
 
-Every session shares one install of the pinned dev requirements (torch, pytest, ...): they are
-installed once with ``pip install --target .nox/_shared`` (again only when requirements-dev.txt
-changes) and each session's virtualenv reaches them through a ``.pth`` file. Per session only
-unigen's own distributions are installed, without dependencies, so a family session sees exactly the
-core and that family, whatever else the environment that runs nox has installed.
+Process start-up and installs, not the tests' training, set how long a run takes on a small machine, so
+the sessions share what they can:
+
+- the pinned dev requirements (torch, pytest, ...) are installed once with ``pip install --target
+  .nox/_shared`` (again only when requirements-dev.txt changes), without byte-compiling: a module is
+  compiled the first time it is imported, so only what runs is compiled;
+- ``lint``, ``typecheck``, ``docs``, ``tests``, ``defaults`` and ``bench`` run in one virtual environment,
+  ``.nox/_dev``: the core and every family installed editable once (again only when a pyproject changes);
+- each ``family`` session runs in ``.nox/_core`` (the core alone, editable) with its one distribution
+  installed by pip into a folder of its own on ``PYTHONPATH``, so it sees exactly the core and that family,
+  whatever else the environment that runs nox has installed.
+
+Every virtual environment reaches the shared requirements through a ``.pth`` file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,116 +34,139 @@ from packaging.version import Version
 ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent for p in (ROOT / "unigen-plugins").glob("unigen-*/pyproject.toml"))
 FAMILIES = [p.name.removeprefix("unigen-") for p in PLUGINS]
+CORE = ROOT / "unigen-core"
 EXAMPLE = ROOT / "tests" / "example-plugin"
 EXAMPLE_LOGGER = ROOT / "tests" / "example-logger"
 # tests/contract/test_contract.py's colour run (3x32x32 shapes), in ``tests`` only
 COLOUR_TEST = "test_image_model_trains_and_samples_in_colour_at_32x32"
-# What each distribution of this repository provides (the core names it when one is not installed).
-CATALOGUE = json.loads((ROOT / "unigen-core" / "src" / "unigen" / "catalogue.json").read_text())["distributions"]
 
 nox.options.sessions = ["lint", "typecheck", "docs", "tests", "family", "third_party", "scaffold"]
 nox.options.reuse_existing_virtualenvs = True
 # The folder is named site-packages on purpose: dill (used by Hugging Face datasets to fingerprint data)
 # pickles modules that live outside a "site-packages" path by value, and fails on pyarrow types there.
 SHARED = ROOT / ".nox" / "_shared" / "site-packages"
+DEV_VENV = ROOT / ".nox" / "_dev"
+CORE_VENV = ROOT / ".nox" / "_core"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
 PIP = ["--no-deps", "--no-build-isolation", "-q"]
 
 
 def _share_dev_requirements(session: nox.Session) -> None:
-    """Install requirements-dev.txt once into SHARED and point this session's venv at it."""
+    """Install requirements-dev.txt once into SHARED."""
     digest = hashlib.sha256(REQUIREMENTS.read_bytes() + sys.version.encode()).hexdigest()
     stamp = SHARED / ".requirements-sha256"
     if not (stamp.exists() and stamp.read_text() == digest):
         shutil.rmtree(SHARED, ignore_errors=True)
         session.log(f"installing the shared dev requirements into {SHARED} (once)")
-        session.run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+        session.run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
                     "--target", str(SHARED), "-r", str(REQUIREMENTS), external=True)
         stamp.write_text(digest)
-    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                       silent=True).strip().splitlines()[-1]
-    Path(site, "_unigen_shared.pth").write_text(f"{SHARED}\n")
 
 
-def _install(session: nox.Session, *paths: Path, editable: bool = True) -> None:
+def _venv(session: nox.Session, where: Path, *editable: Path) -> Path:
+    """The virtual environment at ``where``, reaching SHARED through a ``.pth``, with ``editable`` installed
+    editable without dependencies; made once, and again when SHARED or one of their pyprojects changes (the code
+    itself is live). Returns its python."""
     _share_dev_requirements(session)
-    args = [a for p in paths for a in (["-e", str(p)] if editable else [str(p)])]
-    if args:
-        session.install(*PIP, *args)
+    python = where / "bin" / "python"
+    digest = hashlib.sha256((SHARED / ".requirements-sha256").read_bytes() + b"".join(
+        str(p).encode() + (p / "pyproject.toml").read_bytes() for p in editable)).hexdigest()
+    stamp = where / ".unigen-installed"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == digest):
+        shutil.rmtree(where, ignore_errors=True)
+        session.log(f"making {where} ({', '.join(p.name for p in editable)} editable)")
+        # virtualenv (nox's own backend) seeds pip, setuptools and wheel, which builds without isolation need
+        session.run(sys.executable, "-m", "virtualenv", "-q", str(where), external=True)
+        site = session.run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                           silent=True, external=True).strip().splitlines()[-1]
+        Path(site, "_unigen_shared.pth").write_text(f"{SHARED}\n")
+        if editable:
+            session.run(str(python), "-m", "pip", "install", *PIP, "--disable-pip-version-check",
+                        *[a for p in editable for a in ("-e", str(p))], external=True)
+        stamp.write_text(digest)
+    return python
 
 
-@nox.session
+def _run(session: nox.Session, python: Path, *args: str, env: dict[str, str] | None = None, **kwargs):
+    """``args`` with ``python`` (a command name: that venv's script of that name), the venv first on PATH."""
+    bin_ = python.parent
+    command = str(python) if args[0] == "python" else str(bin_ / args[0])
+    path = f"{bin_}{os.pathsep}{os.environ.get('PATH', '')}"
+    return session.run(command, *args[1:], env={"PATH": path, "VIRTUAL_ENV": str(bin_.parent), **(env or {})},
+                       external=True, **kwargs)
+
+
+def _dev(session: nox.Session) -> Path:
+    """``.nox/_dev``: the core and every family, editable."""
+    return _venv(session, DEV_VENV, CORE, *PLUGINS)
+
+
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    _install(session)
-    session.run("python", "-m", "ruff", "check", ".")
+    _run(session, _dev(session), "python", "-m", "ruff", "check", ".")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
     """mypy over the core, every distribution of unigen-plugins and the example plugin, as shipped
     (py.typed); settings in pyproject.toml. A registered buffer is declared on its class
     (``mask: Tensor`` in the class body), so mypy does not read it as ``Tensor | Module``."""
-    _install(session, ROOT / "unigen-core", *PLUGINS, EXAMPLE)
+    python = _dev(session)
     packages = [p for d in [*PLUGINS, EXAMPLE] for p in (d / "src").iterdir() if (p / "py.typed").exists()]
-    session.run("python", "-m", "mypy", "unigen-core/src/unigen", *map(str, packages))
+    _run(session, python, "python", "-m", "mypy", "unigen-core/src/unigen", *map(str, packages))
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def docs(session: nox.Session) -> None:
     """The documentation site (mkdocs.yml) built with --strict: any warning fails. The family pages and the
     CLI reference are generated from the installed models and parser (docs/gen_families.py, a mkdocs hook)."""
-    _install(session, ROOT / "unigen-core", *PLUGINS)
-    site = Path(session.create_tmp()) / "site"
-    session.run("python", "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site),
-                env={"NO_MKDOCS_2_WARNING": "1"})
+    python = _dev(session)
+    site = ROOT / ".nox" / "_site"
+    _run(session, python, "python", "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site),
+         env={"NO_MKDOCS_2_WARNING": "1"})
     session.log(f"site: {site / 'index.html'}")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Everything installed: the core tests, the contract over every id, every family's tests."""
-    _install(session, ROOT / "unigen-core", *PLUGINS)
+    python = _dev(session)
     # worksteal: an idle worker takes queued tests from the busy one (the durations here range from
     # milliseconds to a minute, so plain `load` scheduling can leave one worker alone at the end)
     workers = session.posargs or ["-n", "2", "--dist", "worksteal"]
-    session.run("python", "-m", "pytest", *workers, "-m", "not venv and not heavy", "tests/core", "tests/contract",
-                *[str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()])
+    _run(session, python, "python", "-m", "pytest", *workers, "-m", "not venv and not heavy", "tests/core",
+         "tests/contract", *[str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()])
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def defaults(session: nox.Session) -> None:
     """Pure defaults beat the untrained model on the larger kinds of data too: every image model trained
     briefly on 28x28 fashion-mnist and 32x32 shapes (tests/contract/test_defaults.py, marked ``heavy``;
     2-D vectors and 8x8 digits run in ``tests``). Not in the default run: 58 cases, a 28x28 case of 100 steps
     takes 3-5 minutes of one loaded core, an iterative sampler's more (measured times in the README)."""
-    _install(session, ROOT / "unigen-core", *PLUGINS)
     workers = session.posargs or ["-n", "2"]
-    session.run("python", "-m", "pytest", *workers, "-m", "heavy", "--durations=0",
-                "tests/contract/test_defaults.py")
+    _run(session, _dev(session), "python", "-m", "pytest", *workers, "-m", "heavy", "--durations=0",
+         "tests/contract/test_defaults.py")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("family", FAMILIES, ids=FAMILIES)
 def family(session: nox.Session, family: str) -> None:
-    """Only the core and one distribution: it must list only its own ids, provide what the core's
-    catalogue says it provides (model ids, commands), and pass the contract alone (the kit's contract and the
-    float64 check over its ids). The family's own tests and the 3x32x32 colour run of each image model run in
-    ``tests`` (with every distribution installed), not again here: CI's time budget (the CNF's colour run
-    alone took half of ``family(flow)``)."""
-    path = ROOT / "unigen-plugins" / f"unigen-{family}"
-    _install(session, ROOT / "unigen-core", path)
-    provides = CATALOGUE.get(f"unigen-{family}", {})
-    rows = json.loads(session.run("unigen", "models", "--json", silent=True))
-    ids = [r["id"] for r in rows]
-    foreign = [r["id"] for r in rows if r["plugin"] != family]
-    missing = sorted(set(provides.get("models", [])) - set(ids))
-    if foreign or missing or (not rows and not provides.get("commands")):
-        session.error(f"family {family!r} session lists {ids}; foreign ids: {foreign}; "
-                      f"in the catalogue but not registered: {missing}")
-    for command in provides.get("commands", []):  # a plugin of commands (unigen-bench) registers no models
-        session.run("unigen", command, "--help", silent=True)
-    session.log(f"{family}: {', '.join(ids) or 'no models'}; commands: {', '.join(provides.get('commands', []))}")
-    session.run("python", "-m", "pytest", "-n", "2", "-m", "not slow", "-k", f"not {COLOUR_TEST}", "tests/contract")
+    """Only the core and one distribution: the core's venv (``.nox/_core``) and the family installed by pip (built
+    from its pyproject, not editable) into ``.nox/_families/NAME`` on PYTHONPATH. tests/contract/test_isolation.py
+    then checks that it registers only its own ids, provides what the core's catalogue says (model ids, commands)
+    and loads without failures, and the rest of tests/contract runs the contract and the float64 check over its
+    ids alone, in one process (a family's ids take seconds: two workers would cost more to start than they save).
+    The family's own tests and the 3x32x32 colour run of each image model run in ``tests`` (with every
+    distribution installed), not again here."""
+    python = _venv(session, CORE_VENV, CORE)
+    target = ROOT / ".nox" / "_families" / family
+    shutil.rmtree(target, ignore_errors=True)
+    _run(session, python, "python", "-m", "pip", "install", *PIP, "--disable-pip-version-check", "--target",
+         str(target), str(ROOT / "unigen-plugins" / f"unigen-{family}"))
+    _run(session, python, "python", "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow",
+         "-k", f"not {COLOUR_TEST}", "tests/contract",
+         env={"PYTHONPATH": str(target), "UNIGEN_ISOLATED_FAMILY": family})
 
 
 @nox.session
@@ -142,12 +174,15 @@ def third_party(session: nox.Session) -> None:
     """The example plugin as a third party uses it: built wheels installed with their dependencies (not
     editable), driven through the CLI, and its own test suite, which runs the contract kit, copied out of
     the repository and run there."""
-    _install(session)
+    _share_dev_requirements(session)
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                       silent=True).strip().splitlines()[-1]
+    Path(site, "_unigen_shared.pth").write_text(f"{SHARED}\n")
     tmp = Path(session.create_tmp())
     wheels = tmp / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                str(ROOT / "unigen-core"), str(EXAMPLE))
+                str(CORE), str(EXAMPLE))
     core, example = (next(wheels.glob(f"{name}-*.whl")) for name in ("unigen_core", "unigen_gmm"))
     session.run("python", "-m", "pip", "uninstall", "-q", "-y", "unigen-core", "unigen-gmm")  # a reused venv
     session.install("-q", "--no-build-isolation", str(core), f"{example}[test]")  # dependencies resolved
@@ -171,12 +206,15 @@ def third_party(session: nox.Session) -> None:
             session.run("python", "-m", "pytest", "-n", "2", "-p", "no:cacheprovider")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def scaffold(session: nox.Session) -> None:
     """`unigen new-plugin` as a new author meets it: a fresh venv holding only the core wheel, the written
-    plugin installed with pip, its tests and `unigen train` (tests/core/test_scaffold.py, marker venv)."""
-    _install(session, ROOT / "unigen-core")
-    session.run("python", "-m", "pytest", "-m", "venv", "-p", "no:cacheprovider", "tests/core/test_scaffold.py")
+    plugin installed with pip, its tests and `unigen train` (tests/core/test_scaffold.py, marker venv). The fresh
+    venv reaches the shared dev requirements through a ``.pth`` (UNIGEN_SCAFFOLD_SITE), so pip finds the core's
+    dependencies installed and installs unigen's wheels alone; ``nox -s "wheels(NAME)"`` resolves them from the
+    index."""
+    _run(session, _venv(session, CORE_VENV, CORE), "python", "-m", "pytest", "-m", "venv", "-p", "no:cacheprovider",
+         "tests/core/test_scaffold.py", env={"UNIGEN_SCAFFOLD_SITE": str(SHARED)})
 
 
 TORCH = "torch==2.13.0"  # the CPU build on this machine's disk; any other torch would be a multi-GB download
@@ -320,8 +358,7 @@ def lower_bounds(session: nox.Session) -> None:
                     external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Speed report (ratios measured in one run): `nox -s bench`."""
-    _install(session, ROOT / "unigen-core", *PLUGINS)
-    session.run("unigen", "speed", *(session.posargs or ["--quick"]))
+    _run(session, _dev(session), "unigen", "speed", *(session.posargs or ["--quick"]))

@@ -2,7 +2,10 @@
 
 The full check (marked ``venv``, run by ``nox -s scaffold``) does what a new author does, outside the
 repository: a fresh virtual environment holding only the core wheel (and its dependencies), the
-scaffold, ``pip install './demo[test]'``, ``pytest`` in it, and ``unigen train demo``.
+scaffold, ``pip install './demo[test]'``, ``pytest`` in it, and ``unigen train demo``. Under nox the
+fresh venv reaches the session's installed dependencies through a ``.pth`` (``UNIGEN_SCAFFOLD_SITE``), so
+pip installs unigen's wheels alone instead of resolving torch, scikit-learn, scipy... from the index
+(minutes); run directly, pip resolves them.
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ def test_a_new_author_in_a_fresh_venv_with_only_the_core_wheel(tmp_path):
     (wheel,) = (tmp_path / "wheels").glob("unigen_core-*.whl")
     _run([sys.executable, "-m", "venv", str(tmp_path / "venv")], tmp_path)
     bin_ = tmp_path / "venv" / "bin"
+    shared = os.environ.get("UNIGEN_SCAFFOLD_SITE")
+    if shared:  # nox's scaffold session: the core's dependencies are installed there; pip sees them through this
+        site = _run([str(bin_ / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path)
+        Path(site.strip(), "_shared.pth").write_text(f"{shared}\n")
     # torch pinned to the running one (an unpinned torch would pull a multi-GB CUDA build)
     _run([str(bin_ / "pip"), "install", "-q", f"torch=={torch_version}", str(wheel)], tmp_path)
     _run([str(bin_ / "unigen"), "new-plugin", "demo"], tmp_path)
