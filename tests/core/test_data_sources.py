@@ -107,6 +107,16 @@ def test_builtin_digits_are_uint8_levels_with_the_same_floats():
         len(digits), generator=torch.Generator().manual_seed(0))[:16]])
 
 
+def test_digits_read_from_the_bundled_file_are_scikit_learns_load_digits():
+    from sklearn.datasets import load_digits
+
+    from unigen.data import digits
+
+    images, target = digits._bundled()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
+
+
 # -- arrays, tensors, torch Datasets -------------------------------------------------------------
 def test_npy_vectors_are_memory_mapped_and_npz_keeps_its_own_split(tmp_path):
     pts = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
