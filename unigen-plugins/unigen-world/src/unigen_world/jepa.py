@@ -251,6 +251,11 @@ class JEPA(GenerativeModel):
     (0.682 -> 0.650, the context encoder 0.731): the target kept 0.55 of its initialisation. With the
     short-run m_0 (0.99 at 300 steps): 0.685 -> 0.731 (``learns_with_defaults``, seed 0), 0.697 -> 0.722
     and 0.651 -> 0.725 (seeds 1/2, 10,000 images); m_0 0.97 0.724; pure defaults on digits 0.660 -> 0.754.
+    On 32x32 colour shapes (the probe of the shape, 4 classes; 3,000 train images for the probe, 1,000 test)
+    nothing moved it: pure defaults 0.388 -> 0.389 after 300 steps and 0.377 after 1,500; patch 8 0.393 ->
+    0.395; ``probe_blocks=2`` 0.392 -> 0.395; lr 1e-3 0.388 -> 0.388; the pixels probe 0.417. Colour,
+    scale and position vary independently of the shape there; that the masked-patch prediction is met by colour
+    and position before shape is a guess, not tested.
     """
 
     family = "world"
