@@ -58,7 +58,7 @@ def test_models_lists_the_default_capability_first_and_that_it_varies(capsys):
 
 @pytest.mark.parametrize("attr,value", [
     ("logprob_kind", "exakt"), ("paradigm", "magic"), ("data_kinds", ("images",)), ("data_kinds", "image"),
-    ("logprob_variants", {"estmate": {}}), ("bijective", "yes"),
+    ("logprob_variants", {"estmate": {}}), ("bijective", "yes"), ("needs_settings", {"teacher": {"beta": 0.1}}),
 ])
 def test_a_capability_outside_the_known_values_is_refused_when_the_class_is_defined(attr, value):
     with pytest.raises(TypeError, match=attr.split("_")[0]):

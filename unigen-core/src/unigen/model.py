@@ -105,6 +105,10 @@ class GenerativeModel(nn.Module):
     # The trained runs this model builds on: config field -> model id (an LDM: {"autoencoder": "vae"}).
     # The test kit trains a tiny one of each for the example config (unigen.testing.example_config).
     needs_runs: ClassVar[Mapping[str, str]] = {}
+    # The settings the method's recipe gives a run it builds on: config field -> {setting: value} (an LDM's
+    # autoencoder: {"autoencoder": {"beta": 1e-6}}, Rombach et al.'s KL weight). The defaults test
+    # (unigen.testing.defaults) trains the helper run with them; the model's docs tell users to.
+    needs_settings: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a class whose declared capabilities are not among the known values, when it is defined."""
@@ -117,6 +121,9 @@ class GenerativeModel(nn.Module):
             raise TypeError(f"{cls.__qualname__}.data_kinds must be a non-empty tuple of {DATA_KINDS}")
         for kind in cls.data_kinds:
             _check_choice(cls, "data_kinds entry", kind, DATA_KINDS)
+        if not set(cls.needs_settings) <= set(cls.needs_runs):
+            raise TypeError(f"{cls.__qualname__}.needs_settings names runs that needs_runs does not: "
+                            f"{sorted(set(cls.needs_settings) - set(cls.needs_runs))}")
         for name in ("logprob_discrete", "bijective"):
             if not isinstance(getattr(cls, name), bool):
                 raise TypeError(f"{cls.__qualname__}.{name} must be True or False, got {getattr(cls, name)!r}")

@@ -13,8 +13,10 @@ The measure follows the instance's capabilities:
   embeddings, on up to ``PROBE_TEST`` examples of the test split). Higher is better.
 
 The runs a model builds on (``needs_runs``: a consistency model's teacher, an LDM's autoencoder) are
-trained first the same way, with pure defaults for ``helper_steps`` steps (default: ``steps``) (as a user would train the
-teacher before distilling it), and only those config fields point at them.
+trained first the same way, for ``helper_steps`` steps (default: ``steps``), with pure defaults and the
+settings the model's recipe gives them (``needs_settings``: an LDM's autoencoder has Rombach et al.'s KL
+weight), as a user following the model's docs would train the teacher before distilling it; only those
+config fields point at them.
 """
 
 from __future__ import annotations
@@ -83,13 +85,15 @@ def _measure(run: Any, held_out: torch.Tensor, h: float, n: int, host: Host) -> 
 
 
 def _helper_runs(model: str, data: str, workdir: Path, steps: int, host: Host) -> list[str]:
-    """Train every run ``model`` builds on with pure defaults; the ``model.FIELD=PATH`` settings naming them."""
+    """Train every run ``model`` builds on (pure defaults and its ``needs_settings``); the ``model.FIELD=PATH``
+    settings naming them."""
     sets = []
-    for field, needed in host.models[model].model_cls.needs_runs.items():
+    model_cls = host.models[model].model_cls
+    for field, needed in model_cls.needs_runs.items():
         run = workdir / field
         if not (run / "run.json").exists():
             train(needed, data, out=run, sets=_helper_runs(needed, data, workdir / f".{field}", steps, host),
-                  steps=steps, quiet=True, host=host)
+                  steps=steps, quiet=True, host=host, **model_cls.needs_settings.get(field, {}))
         sets.append(f"model.{field}={run}")
     return sets
 
