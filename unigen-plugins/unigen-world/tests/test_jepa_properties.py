@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import unigen
 from unigen.testing import quick_train
-from unigen_world.jepa import JEPAConfig, ema_momentum
+from unigen_world.jepa import JEPAConfig, ema_momentum, random_resized_crop
 from unigen_world.masks import sample_masks
 from unigen_world.patches import patchify, unpatchify
 from unigen_world.probe import collapse_stats
@@ -28,6 +28,37 @@ def digits():
 def _model(digits, config=SMALL, seed=0):
     torch.manual_seed(seed)
     return unigen.build_model("jepa", digits.info, config)
+
+
+@given(a=st.floats(0.05, 1.0), seed=st.integers(0, 2**16))
+def test_random_resized_crop_covers_the_drawn_area_of_the_image(a, seed):
+    """A crop of area fraction a (aspect 1) of a horizontal ramp spans sqrt(a) of it, up to the border's
+    half pixel at each end; values stay within the image's (bilinear: convex combinations); shape and
+    dtype are kept; the whole image at aspect 1 is the identity."""
+    torch.manual_seed(seed)
+    w = 16
+    ramp = torch.arange(w, dtype=torch.float64).expand(3, 2, w, w).clone()  # x[..., i, j] = j
+    out = random_resized_crop(ramp, (a, a), (1.0, 1.0))
+    assert out.shape == ramp.shape and out.dtype == torch.float64
+    assert out.min() >= 0 and out.max() <= w - 1
+    span = out[..., 0, -1] - out[..., 0, 0]  # (3, 2) the row's extent, the same in every row and channel
+    side = a**0.5 * (w - 1)
+    assert torch.all(span <= side + 1e-9) and torch.all(span >= side - 1 - 1e-9), (a, span, side)
+    assert torch.allclose(out, out[:, :, :1].expand_as(out))  # no vertical change on a horizontal ramp
+    assert torch.equal(random_resized_crop(ramp, (1.0, 1.0), (1.0, 1.0)), ramp)
+
+
+def test_training_crops_only_with_crop_scale(digits, monkeypatch):
+    import unigen_world.jepa as jepa
+
+    batch, seen = digits.batch(slice(0, 8)), []
+    monkeypatch.setattr(jepa, "random_resized_crop", lambda x, scale: seen.append(scale) or torch.full_like(x, 7.0))
+    for crop, calls, value in ((None, [], None), ((0.3, 0.5), [(0.3, 0.5)], 7.0)):
+        model, read = _model(digits, attrs.evolve(SMALL, crop_scale=crop)), []
+        model.prediction_loss = lambda x, context, targets: read.append(x) or torch.zeros(())
+        model.loss(batch)
+        assert seen == calls and seen.clear() is None
+        assert torch.equal(read[0], batch.x if value is None else torch.full_like(batch.x, value))
 
 
 def test_target_encoder_receives_no_gradient(digits):

@@ -32,6 +32,7 @@ its last 4 blocks), and its evaluation is the ``probe`` metric (:mod:`unigen_wor
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import attrs
@@ -86,6 +87,10 @@ class JEPAConfig:
     # The probe's features: the average-pooled outputs of the last this many encoder blocks, each through
     # the final LayerNorm, concatenated (1: the last layer, the paper's; DINO's ViT-S probe concatenates 4).
     probe_blocks: int = positive_int(1)
+    # Random resized crops of each training image (the reference code's only augmentation: area fraction
+    # U(crop_scale), aspect ratio log-uniform in (3/4, 4/3), bilinear resize to the image size); None: off.
+    crop_scale: tuple[float, float] | None = attrs.field(
+        default=None, validator=v.optional(_range(0.01, 1.0)))  # type: ignore[arg-type]
 
     # On the later field of each pair, so that both have passed their own type checks first.
     @heads.validator
@@ -121,6 +126,26 @@ def default_ema_start(steps: int) -> float:
     300 steps (a blend of random and trained weights) and e^-1.5 = 0.22 or less from 750 steps on; the
     lowered m_0 keeps it at most e^-1.5 for shorter ramps."""
     return min(PAPER_EMA_START, max(0.0, 1.0 - TARGET_TRAVEL / steps))
+
+
+def random_resized_crop(x: Tensor, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Tensor:
+    """Each image of ``x`` (B, C, H, W) cropped to a random box and resized back to H x W (bilinear).
+
+    The box covers a fraction a ~ U(scale) of the image with aspect ratio r (log-uniform in ``ratio``):
+    width sqrt(a r), height sqrt(a / r) of the side (each clamped to the whole side), its centre uniform where
+    it fits. Continuous boxes (torchvision's RandomResizedCrop draws integer ones, redrawing a box that does
+    not fit); drawn with the global torch generator on ``x``'s device and dtype."""
+    b = x.shape[0]
+    opts = {"device": x.device, "dtype": x.dtype}
+    area = torch.empty(b, **opts).uniform_(*scale)
+    r = torch.empty(b, **opts).uniform_(math.log(ratio[0]), math.log(ratio[1])).exp()
+    w, h = (area * r).sqrt().clamp(max=1.0), (area / r).sqrt().clamp(max=1.0)  # fractions of the side
+    cx = (torch.rand(b, **opts) * (1 - w) + w / 2) * 2 - 1  # box centre in [-1, 1] coordinates
+    cy = (torch.rand(b, **opts) * (1 - h) + h / 2) * 2 - 1
+    zero = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def init_weights(module: nn.Module, depth: int) -> None:
@@ -256,6 +281,13 @@ class JEPA(GenerativeModel):
     0.395; ``probe_blocks=2`` 0.392 -> 0.395; lr 1e-3 0.388 -> 0.388; the pixels probe 0.417. Colour,
     scale and position vary independently of the shape there; that the masked-patch prediction is met by colour
     and position before shape is a guess, not tested.
+
+    Random resized crops (``crop_scale``; the reference code trains with crops of 0.3-1 of the image area and
+    no other augmentation) are off by default: the family's tests and the defaults were measured without
+    them, and they do not close the gap to the pixels. Width 128, predictor width 32, depth 2, 2 probe blocks,
+    seed 0: on digits ``crop_scale=0.3,1.0`` 0.912 against 0.892 without after 400 steps, 0.923 against 0.886
+    after 1,500, 0.919 after 3,000 ((0.6, 1): 0.889 after 400); on fashion-mnist (5,000 images, patch 7)
+    0.773 against 0.776 after 400 steps, 0.773 after 1,500 (dim 256: 0.758).
     """
 
     family = "world"
@@ -338,8 +370,9 @@ class JEPA(GenerativeModel):
         return torch.cat([enc.norm(h).mean(1) for h in hs], dim=1)
 
     def loss(self, batch: Batch, group: str | None = None) -> Tensor:
-        context, targets = self.masks(batch.x.shape[0])
-        return self.prediction_loss(batch.x, context, targets)
+        x = batch.x if self.config.crop_scale is None else random_resized_crop(batch.x, self.config.crop_scale)
+        context, targets = self.masks(x.shape[0])
+        return self.prediction_loss(x, context, targets)
 
     def after_step(self, group: str, step: int) -> None:
         self.update_target(self.momentum(step))
