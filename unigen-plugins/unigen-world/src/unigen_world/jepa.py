@@ -136,12 +136,11 @@ def random_resized_crop(x: Tensor, scale: tuple[float, float], ratio: tuple[floa
     it fits. Continuous boxes (torchvision's RandomResizedCrop draws integer ones, redrawing a box that does
     not fit); drawn with the global torch generator on ``x``'s device and dtype."""
     b = x.shape[0]
-    opts = {"device": x.device, "dtype": x.dtype}
-    area = torch.empty(b, **opts).uniform_(*scale)
-    r = torch.empty(b, **opts).uniform_(math.log(ratio[0]), math.log(ratio[1])).exp()
+    area = x.new_empty(b).uniform_(*scale)
+    r = x.new_empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1])).exp()
     w, h = (area * r).sqrt().clamp(max=1.0), (area / r).sqrt().clamp(max=1.0)  # fractions of the side
-    cx = (torch.rand(b, **opts) * (1 - w) + w / 2) * 2 - 1  # box centre in [-1, 1] coordinates
-    cy = (torch.rand(b, **opts) * (1 - h) + h / 2) * 2 - 1
+    cx = (x.new_empty(b).uniform_() * (1 - w) + w / 2) * 2 - 1  # box centre in [-1, 1] coordinates
+    cy = (x.new_empty(b).uniform_() * (1 - h) + h / 2) * 2 - 1
     zero = torch.zeros_like(w)
     theta = torch.stack([torch.stack([w, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
